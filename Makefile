@@ -1,0 +1,61 @@
+# genlab: every target creates .venv with the pinned environment first (one-time, ~2 min).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8888
+NB     ?= labs/01_transposed_convolution/01_transposed_convolution.ipynb
+
+.PHONY: help venv test test-fast lab grade release validate build check bench doctor lock clean
+
+help:
+	@echo "make lab        open JupyterLab on labs/ (students)"
+	@echo "make grade      release -> autograde -> feedback -> CSV on the bundled example submissions"
+	@echo "make test       create .venv with the pinned environment and run the whole test suite"
+	@echo "make check NB=labs/<id>/<id>.ipynb   self-check a notebook"
+	@echo "make build / release / validate      maintainers: sources -> solutions -> labs, and checks"
+	@echo "make bench      training throughput benchmark;  make doctor   environment report"
+
+$(STAMP): pyproject.toml requirements-lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(LAB_ARGS)
+
+grade: $(STAMP)
+	$(BIN)/genlab grade $(LABS)
+
+release: $(STAMP)
+	$(BIN)/genlab release
+
+validate: $(STAMP)
+	$(BIN)/genlab validate
+
+build: $(STAMP)
+	$(BIN)/genlab build
+
+check: $(STAMP)
+	$(BIN)/genlab check $(NB)
+
+bench: $(STAMP)
+	$(BIN)/genlab bench
+
+doctor: $(STAMP)
+	$(BIN)/genlab doctor
+
+lock: $(STAMP)
+	{ echo '# Exact versions for CI and grading (pip install -c requirements-lock.txt -e ".[dev]").'; \
+	  echo '# Regenerate with: make lock   (pip freeze of a working .venv).'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^genlab'; } > requirements-lock.txt.new
+	mv requirements-lock.txt.new requirements-lock.txt
+
+clean:
+	rm -rf $(VENV) grading/autograded grading/feedback grading/gradebook.db grading/*.csv

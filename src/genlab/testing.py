@@ -1,0 +1,172 @@
+"""Checks for the autograder tests: explicit, fair, and helpful when they fail.
+
+Every check raises :class:`CheckFailed` (an ``AssertionError``) whose message says what was
+checked and, when the wrong answer matches a known mistake, names that mistake. Messages never
+print the expected values, so hidden tests stay hidden in feedback.
+
+Nothing here trusts an object's own ``__eq__``: tensors are checked for type, shape, dtype and
+device, and numbers are compared with :func:`torch.testing.assert_close`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterable, Mapping
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """A test failed; the message is meant for the student."""
+
+
+def _fail(what: str, problem: str, hint: str | None = None) -> None:
+    message = f"{what}: {problem}"
+    if hint:
+        message += f"\n  Hint: {hint}"
+    raise CheckFailed(message)
+
+
+def check_tensor(value, what: str, *, shape=None, dtype=None, device=None,
+                 floating: bool | None = None) -> torch.Tensor:
+    """Check that ``value`` is a tensor with the given shape/dtype/device; return it."""
+    if not isinstance(value, torch.Tensor) or type(value) not in (torch.Tensor, torch.nn.Parameter):
+        _fail(what, f"expected a torch.Tensor, got {type(value).__name__}",
+              "return a tensor (not a list, NumPy array or a tensor subclass)")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        _fail(what, f"expected shape {tuple(shape)}, got {tuple(value.shape)}")
+    if dtype is not None and value.dtype != dtype:
+        _fail(what, f"expected dtype {dtype}, got {value.dtype}")
+    if floating is True and not value.is_floating_point():
+        _fail(what, f"expected a floating-point tensor, got {value.dtype}")
+    if device is not None and value.device.type != torch.device(device).type:
+        _fail(what, f"expected a tensor on {torch.device(device).type}, got {value.device.type}",
+              "create new tensors on the input's device (device=x.device)")
+    return value
+
+
+def check_close(actual, expected: torch.Tensor, what: str, *,
+                mistakes: Mapping[str, torch.Tensor | Callable] | None = None,
+                hint: str | None = None, atol: float | None = None, rtol: float | None = None,
+                check_dtype: bool = False) -> None:
+    """Check ``actual`` against ``expected`` (shape first, then values).
+
+    ``mistakes`` maps a description of a typical mistake to what that mistake produces (a
+    tensor), or to a predicate on ``actual``; when ``actual`` is wrong and matches one, the
+    message names it. ``hint`` is shown when no mistake matches.
+    """
+    expected = torch.as_tensor(expected)
+    actual = check_tensor(actual, what, dtype=expected.dtype if check_dtype else None)
+    if actual.device != expected.device:
+        actual_cmp = actual.detach().to(expected.device)
+    else:
+        actual_cmp = actual.detach()
+    mistake = _matching_mistake(actual_cmp, mistakes, atol, rtol)
+    if tuple(actual.shape) != tuple(expected.shape):
+        _fail(what, f"expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}",
+              mistake or hint)
+    if actual_cmp.dtype != expected.dtype:
+        actual_cmp = actual_cmp.to(expected.dtype) if expected.is_floating_point() else actual_cmp
+    try:
+        torch.testing.assert_close(actual_cmp, expected, atol=atol, rtol=rtol, equal_nan=False,
+                                   check_dtype=False)
+    except AssertionError:
+        diff = (actual_cmp.double() - expected.double()).abs()
+        finite = torch.isfinite(actual_cmp).all().item()
+        bad = int((diff > (atol or 1e-5) + (rtol or 1.3e-6) * expected.double().abs()).sum())
+        detail = (f"values differ from the reference in {bad} of {expected.numel()} elements "
+                  f"(largest difference {diff.max().item():.3g})" if finite else
+                  "the result contains NaN or inf")
+        _fail(what, detail, mistake or hint)
+
+
+def _matching_mistake(actual, mistakes, atol, rtol) -> str | None:
+    for description, produced in (mistakes or {}).items():
+        if callable(produced):
+            try:
+                if produced(actual):
+                    return f"this looks like {description}"
+            except Exception:
+                continue
+            continue
+        produced = torch.as_tensor(produced).to(actual.device)
+        if produced.shape != actual.shape:
+            continue
+        try:
+            torch.testing.assert_close(actual.to(produced.dtype), produced, atol=atol, rtol=rtol,
+                                       check_dtype=False)
+        except (AssertionError, RuntimeError, TypeError):
+            continue
+        return f"this looks like {description}"
+    return None
+
+
+def check_number(actual, expected: float, what: str, *, rel: float = 1e-6, abs_: float = 1e-9,
+                 integer: bool = False, mistakes: Mapping[str, float] | None = None,
+                 hint: str | None = None) -> None:
+    """Check a Python number (int/float, or a 0-d tensor when ``integer`` is False)."""
+    if isinstance(actual, torch.Tensor) and actual.numel() == 1 and not integer:
+        actual = actual.item()
+    if isinstance(actual, bool) or not isinstance(actual, (int, float)) or \
+            (integer and not isinstance(actual, int)):
+        kind = "an int" if integer else "a number"
+        _fail(what, f"expected {kind}, got {type(actual).__name__}")
+    if math.isclose(actual, expected, rel_tol=rel, abs_tol=abs_):
+        return
+    for description, value in (mistakes or {}).items():
+        if math.isclose(actual, value, rel_tol=rel, abs_tol=abs_):
+            _fail(what, "wrong value", f"this looks like {description}")
+    _fail(what, f"wrong value (got {actual!r})", hint)
+
+
+def check_raises(fn: Callable[[], object], exception: type[BaseException], what: str,
+                 hint: str | None = None) -> None:
+    """Check that ``fn()`` raises ``exception`` (a clear error for bad input)."""
+    try:
+        fn()
+    except exception:
+        return
+    except Exception as err:  # a different error type
+        _fail(what, f"expected {exception.__name__}, got {type(err).__name__}: {err}", hint)
+    _fail(what, f"expected {exception.__name__}, but nothing was raised", hint)
+
+
+# Convolution routines a from-scratch implementation must not call (by function name).
+CONVOLUTION_ROUTINES = frozenset({
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "convolution", "_convolution", "conv_tbc", "cudnn_convolution",
+    "cudnn_convolution_transpose", "mkldnn_convolution",
+})
+
+
+class _Forbid(torch.overrides.TorchFunctionMode):
+    def __init__(self, names, what):
+        super().__init__()
+        self.names, self.what, self.called = names, what, None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.names:
+            self.called = name
+            _fail(self.what, f"it calls torch's {name}, which this exercise asks you not to use",
+                  "build the result yourself (a scatter-add over input positions or kernel taps)")
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def forbid_calls(names: Iterable[str] = CONVOLUTION_ROUTINES, what: str = "this function"):
+    """Within the block, calling a torch function with one of these names raises CheckFailed.
+
+    It works through ``torch.overrides.TorchFunctionMode``, so it also catches routines that
+    were imported under another name before the block started.
+    """
+    with _Forbid(frozenset(names), what):
+        yield
+
+
+def devices() -> list[torch.device]:
+    """CPU, plus CUDA when present: tests run on each to check "same device in, same device out"."""
+    out = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        out.append(torch.device("cuda"))
+    return out
