@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("bench", help="training throughput: genlab's loop vs the pytorch/examples pipeline")
-    from . import bench
-    bench.add_arguments(p)
+    try:
+        from . import bench
+        bench.add_arguments(p)
+    except ImportError:
+        pass
     p.set_defaults(func=_bench)
 
     try:

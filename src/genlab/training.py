@@ -1,0 +1,222 @@
+"""The one training loop that every lab and reference model shares.
+
+    history = fit(model, x_train, loss_fn, epochs=5)
+    test_loss = evaluate(model, x_test, loss_fn)
+
+The whole data set is held as tensors on the device, moved there once, and batches are taken by
+indexing with a random permutation: no DataLoader, no per-image conversion. On CUDA the loop
+also uses bf16 autocast and channels-last memory for conv nets.
+
+``loss_fn(model, batch)`` returns a scalar loss, or ``(loss, {"name": scalar, ...})`` to log extra
+metrics. ``batch`` mirrors ``data``: a tensor when ``data`` is a tensor, a tuple of tensors
+(e.g. ``(images, labels)``) when ``data`` is a tuple.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import get_device
+
+
+@dataclass
+class History:
+    """What :func:`fit` measured. Losses are batch-size-weighted means, so an epoch's loss is the
+    mean over its images of a per-image loss averaged by ``loss_fn``."""
+    epoch_losses: list[float] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)  # per-epoch means
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    device: str = "cpu"
+
+
+def _quiet() -> bool:
+    """True under the nbgrader autograder, which sets ``NBGRADER_EXECUTION``."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def _as_tensors(data) -> tuple[torch.Tensor, ...]:
+    tensors = (data,) if isinstance(data, torch.Tensor) else tuple(data)
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise TypeError("data must be a tensor or a non-empty tuple of tensors")
+    if any(t.dim() == 0 for t in tensors):
+        raise ValueError("data tensors need a first (sample) dimension; got a 0-d tensor")
+    sizes = {len(t) for t in tensors}
+    if len(sizes) > 1:
+        raise ValueError(f"data tensors must share their first dimension, got sizes {sorted(sizes)}")
+    if sizes == {0}:
+        raise ValueError("data is empty: nothing to train on")
+    return tensors
+
+
+def _split(out) -> tuple[torch.Tensor, dict]:
+    """``loss`` or ``(loss, metrics)`` -> ``(loss, metrics)``."""
+    if isinstance(out, tuple):
+        return out[0], dict(out[1])
+    return out, {}
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+
+
+def _to_memory_format(tensors, channels_last: bool):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return tuple(t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in tensors)
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    p = next(model.parameters(), None)
+    return None if p is None else p.device
+
+
+def _place_model(model, device, optimizer):
+    """Move ``model`` to ``device``; refuse when an optimizer already holds state elsewhere."""
+    current = _model_device(model)
+    if current is not None and current != device and optimizer is not None and optimizer.state:
+        raise ValueError(f"the model is on {current} but device {device} was asked for, and the optimizer "
+                         f"already holds state on {current}; move the model before creating the "
+                         f"optimizer, or pass device={str(current)!r}")
+    return model.to(device)
+
+
+def fit(model: nn.Module, data, loss_fn=None, *, epochs: int, optimizer: torch.optim.Optimizer | None = None,
+        lr: float = 1e-3, batch_size: int = 128, shuffle: bool = True,
+        generator: torch.Generator | int | None = None, device=None, channels_last: bool | None = None,
+        compile: bool = False, amp: bool | None = None, progress: bool | None = None,
+        desc: str | None = None, step_fn=None) -> History:
+    """Train ``model`` on ``data`` for ``epochs`` epochs and return a :class:`History`.
+
+    - ``device``: default :func:`genlab.device.get_device`. The model and data are moved there
+      (the model in place, as ``model.to`` does).
+    - ``optimizer``: default ``Adam(model.parameters(), lr)``.
+    - ``generator``: a ``torch.Generator`` or an int seed for the shuffling; the permutation is
+      drawn on the CPU, so the batch order does not depend on the device.
+    - ``channels_last``: default on for CUDA when the model has conv layers, off on CPU, where
+      it brought nothing for genlab's conv VAE (2 cores: 4,980 vs 5,030 images/s, median of 4).
+      The model stays converted; either way gives the same results.
+    - ``amp``: bf16 autocast; default on for CUDA only (on CPUs without bf16 units it is several
+      times slower, and fp32 keeps CPU results exact).
+    - ``compile``: ``torch.compile`` the model; falls back to eager with a notice if that fails.
+    - ``progress``: a tqdm bar; default on, except under the autograder (``NBGRADER_EXECUTION``).
+    - ``step_fn(model, batch, optimizer) -> loss | (loss, metrics)`` replaces the default step
+      (zero_grad, loss_fn, backward, optimizer.step), e.g. for GANs; it then owns its precision
+      and optimizers, and no default optimizer is made.
+    """
+    if not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if (loss_fn is None) == (step_fn is None):
+        raise ValueError("pass exactly one of loss_fn and step_fn")
+    tensors = _as_tensors(data)
+    device = torch.device(device) if device is not None else get_device()
+    if channels_last is None:
+        channels_last = device.type == "cuda" and _has_conv(model)
+    if amp is None:
+        amp = device.type == "cuda"
+    if isinstance(generator, int):
+        generator = torch.Generator().manual_seed(generator)
+    if progress is None:
+        progress = not _quiet()
+
+    model = _place_model(model, device, optimizer)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    tensors = _to_memory_format((t.to(device) for t in tensors), channels_last)
+    if step_fn is None and optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    run = torch.compile(model) if compile else model
+
+    def step(batch):
+        if step_fn is not None:
+            return _split(step_fn(run, batch, optimizer))
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, metrics = _split(loss_fn(run, batch))
+        loss.backward()
+        optimizer.step()
+        return loss, metrics
+
+    n = len(tensors[0])
+    history = History(device=str(device))
+    bar = tqdm(total=epochs * math.ceil(n / batch_size), desc=desc, disable=not progress)
+    model.train()
+    start = shown = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator).to(device) if shuffle else None
+        losses, sizes, sums = [], [], {}
+        for size, batch in _batches(tensors, batch_size, order):
+            try:
+                loss, metrics = step(batch)
+            except Exception as error:  # torch.compile fails lazily, on the first call
+                if run is model or history.step_losses or losses:
+                    raise
+                print(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+                      "training without it")
+                run = model
+                loss, metrics = step(batch)
+            losses.append(loss.detach().float() * size)  # no .item(): no GPU sync per step
+            sizes.append(size)
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + torch.as_tensor(value).detach().float() * size
+            bar.update()
+            if progress and time.perf_counter() - shown > 1.0:  # the running loss, about once a second
+                shown = time.perf_counter()
+                running = torch.stack(losses).sum().item() / sum(sizes)
+                bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{running:.4g}")
+        weighted = torch.stack(losses).cpu()
+        history.step_losses += (weighted / torch.tensor(sizes)).tolist()
+        history.epoch_losses.append(weighted.sum().item() / n)
+        for name, total in sums.items():
+            history.metrics.setdefault(name, []).append(float(total) / n)
+        if not math.isfinite(history.epoch_losses[-1]):
+            bar.close()
+            raise FloatingPointError(f"the loss became {history.epoch_losses[-1]} in epoch {epoch + 1}; "
+                                     "try a smaller learning rate")
+        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{history.epoch_losses[-1]:.4g}")
+    bar.close()
+    history.seconds = time.perf_counter() - start
+    history.images_per_second = n * epochs / history.seconds
+    return history
+
+
+def _batches(tensors, batch_size, order=None):
+    """Yield ``(size, batch)`` in ``order`` (a permutation on the data's device; None: as stored).
+    A batch is a tensor when there is one data tensor, else a tuple of them."""
+    n = len(tensors[0])
+    for i in range(0, n, batch_size):
+        index = slice(i, i + batch_size) if order is None else order[i:i + batch_size]
+        batch = tuple(t[index] for t in tensors)
+        yield len(batch[0]), batch[0] if len(batch) == 1 else batch
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, loss_fn, batch_size: int = 512):
+    """The mean of ``loss_fn`` over ``data`` (weighted by batch size), in eval mode without
+    gradients, on the model's device. Returns a float, or a dict ``{"loss": ..., **metrics}``
+    when ``loss_fn`` returns metrics. The model's train/eval mode is restored afterwards."""
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    tensors = _as_tensors(data)
+    device = _model_device(model) or torch.device("cpu")
+    tensors = tuple(t.to(device) for t in tensors)
+    totals, was_training = {}, model.training
+    model.eval()
+    try:
+        for size, batch in _batches(tensors, batch_size):
+            loss, metrics = _split(loss_fn(model, batch))
+            for name, value in {"loss": loss, **metrics}.items():
+                totals[name] = totals.get(name, 0.0) + torch.as_tensor(value).double() * size
+    finally:
+        model.train(was_training)
+    n = len(tensors[0])
+    result = {name: float(total) / n for name, total in totals.items()}
+    return result if len(result) > 1 else result["loss"]

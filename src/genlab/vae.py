@@ -1,0 +1,147 @@
+"""Reference implementations for lab 04_vae (see shared/CURRICULUM.md).
+
+The encoder outputs the log-*variance* ``logvar = log sigma^2``, so ``sigma = exp(0.5 * logvar)``.
+Mixing that up with a log standard deviation is the classic VAE bug; every function here uses
+``logvar`` in the same sense.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def box_muller(u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent standard normals from independent uniforms ``u1`` in (0, 1] and ``u2``."""
+    radius = torch.sqrt(-2.0 * torch.log(u1))
+    angle = 2.0 * math.pi * u2
+    return radius * torch.cos(angle), radius * torch.sin(angle)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """``z = mu + sigma * eps`` with ``sigma = exp(0.5 * logvar)`` and ``eps ~ N(0, I)`` unless given.
+
+    The randomness sits in ``eps`` alone, so gradients flow to ``mu`` (dz/dmu = 1) and to sigma
+    (dz/dsigma = eps).
+    """
+    if eps is None:
+        eps = torch.randn_like(mu)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``KL(N(mu, diag(exp(logvar))) || N(0, I))``, summed over the last dimension."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+              beta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The negative ELBO in nats per image: ``(recon + beta * kl, recon, kl)``.
+
+    ``recon`` is the batch mean of each image's summed Bernoulli cross-entropy, computed from
+    the decoder's logits (stable, unlike ``sigmoid`` then ``log``); ``kl`` is the batch mean of
+    :func:`kl_to_standard_normal`.
+    """
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
+    kl = kl_to_standard_normal(mu, logvar).mean()
+    return recon + beta * kl, recon, kl
+
+
+def vae_loss(model: nn.Module, batch, beta: float = 1.0):
+    """A ``loss_fn`` for :func:`genlab.training.fit`: the ELBO loss of ``model`` on a batch of
+    images (or an ``(images, labels)`` batch), with recon and KL as extra metrics."""
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    logits, mu, logvar = model(x)
+    loss, recon, kl = elbo_loss(logits, x, mu, logvar, beta)
+    return loss, {"recon": recon, "kl": kl}
+
+
+class VAE(nn.Module):
+    """A small convolutional VAE for ``(N, 1, 28, 28)`` images, cheap enough for a 2-core CPU.
+
+    Encoder: two stride-2 convolutions (1->32->64 channels, 28->14->7) and linear heads for
+    ``mu`` and ``logvar``. Decoder: the mirror image with transposed convolutions, ending in
+    logits (apply ``sigmoid`` for pixel probabilities).
+    """
+
+    def __init__(self, latent_dim: int = 20):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.fc_mu = nn.Linear(64 * 7 * 7, latent_dim)
+        self.fc_logvar = nn.Linear(64 * 7 * 7, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 64 * 7 * 7), nn.ReLU(),
+            nn.Unflatten(1, (64, 7, 7)),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+class MLPVAE(nn.Module):
+    """The VAE of pytorch/examples ``vae/main.py``: 784-400-(20, 20) encoder, 20-400-784 decoder.
+
+    One change: pytorch/examples' ``decode`` ends in ``sigmoid`` and returns ``(N, 784)``; here it
+    returns the logits shaped ``(N, 1, 28, 28)`` so that :func:`elbo_loss` applies (same model,
+    numerically stabler loss).
+    """
+
+    def __init__(self, latent_dim: int = 20):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, latent_dim)
+        self.fc22 = nn.Linear(400, latent_dim)
+        self.fc3 = nn.Linear(latent_dim, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h1 = F.relu(self.fc1(x.reshape(-1, 784)))
+        return self.fc21(h1), self.fc22(h1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc4(F.relu(self.fc3(z))).view(-1, 1, 28, 28)
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def sample_prior(model: nn.Module, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` images in [0, 1] decoded from ``z ~ N(0, I)`` (``model.latent_dim`` dimensions),
+    on the model's device; ``generator`` (on any device) makes the draw reproducible."""
+    where = generator.device if generator is not None else _device(model)
+    z = torch.randn(n, model.latent_dim, generator=generator, device=where)
+    return torch.sigmoid(model.decode(z.to(_device(model))))
+
+
+@torch.no_grad()
+def interpolate(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Decode ``steps`` evenly spaced points on the line from the posterior mean of image ``x_a``
+    to that of ``x_b`` (each ``(1, 28, 28)`` or ``(1, 1, 28, 28)``); images in [0, 1]."""
+    x = torch.stack([x_a.reshape(x_a.shape[-3:]), x_b.reshape(x_b.shape[-3:])])
+    mu, _ = model.encode(x)
+    t = torch.linspace(0.0, 1.0, steps, device=mu.device).unsqueeze(1)
+    return torch.sigmoid(model.decode((1 - t) * mu[0] + t * mu[1]))

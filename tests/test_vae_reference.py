@@ -1,0 +1,122 @@
+"""genlab.vae against independent oracles (torch.distributions, plain BCE, autograd)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch.distributions import Normal, kl_divergence
+
+from genlab import vae
+
+
+def test_kl_matches_torch_distributions():
+    mu, logvar = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
+    expected = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum(-1)
+    got = vae.kl_to_standard_normal(mu, logvar)
+    assert got.shape == (5,)
+    torch.testing.assert_close(got, expected)
+
+
+def test_kl_is_zero_only_at_the_prior():
+    assert vae.kl_to_standard_normal(torch.zeros(3, 4), torch.zeros(3, 4)).abs().max() < 1e-7
+    assert (vae.kl_to_standard_normal(torch.zeros(1, 4), torch.full((1, 4), 0.5)) > 0).all()
+
+
+def test_elbo_loss_matches_summed_bce_and_kl():
+    n = 6
+    logits, x = torch.randn(n, 1, 28, 28, dtype=torch.float64), torch.rand(n, 1, 28, 28, dtype=torch.float64)
+    mu, logvar = torch.randn(n, 3, dtype=torch.float64), torch.randn(n, 3, dtype=torch.float64)
+    loss, recon, kl = vae.elbo_loss(logits, x, mu, logvar, beta=3.0)
+    torch.testing.assert_close(recon, F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n)
+    p = torch.sigmoid(logits)  # the textbook formula as a second oracle
+    torch.testing.assert_close(recon, -(x * p.log() + (1 - x) * (1 - p).log()).sum() / n)
+    expected_kl = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum(-1).mean()
+    torch.testing.assert_close(kl, expected_kl)
+    torch.testing.assert_close(loss, recon + 3.0 * kl)
+    assert loss.dim() == recon.dim() == kl.dim() == 0
+
+
+def test_reparameterize_is_mu_plus_sigma_eps_with_gradients():
+    mu = torch.randn(4, 3, requires_grad=True)
+    sigma = (torch.rand(4, 3) + 0.5).requires_grad_()
+    eps = torch.randn(4, 3)
+    z = vae.reparameterize(mu, 2 * torch.log(sigma), eps)  # logvar = log sigma^2
+    torch.testing.assert_close(z, mu + sigma * eps)
+    z.sum().backward()
+    torch.testing.assert_close(mu.grad, torch.ones(4, 3))  # dz/dmu = 1
+    torch.testing.assert_close(sigma.grad, eps)            # dz/dsigma = eps
+
+
+def test_reparameterize_samples_have_std_sigma_not_variance():
+    mu, logvar = torch.full((200_000, 1), 2.0), torch.full((200_000, 1), math.log(9.0))  # sigma = 3
+    z = vae.reparameterize(mu, logvar)
+    assert abs(z.mean().item() - 2.0) < 0.05
+    assert abs(z.std().item() - 3.0) < 0.05
+
+
+def test_box_muller_known_values_and_distribution():
+    z1, z2 = vae.box_muller(torch.tensor([math.exp(-0.5), math.exp(-0.5)]), torch.tensor([0.0, 0.25]))
+    torch.testing.assert_close(z1, torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(z2, torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
+    g = torch.Generator().manual_seed(1)
+    u1 = 1.0 - torch.rand(50_000, generator=g, dtype=torch.float64)  # (0, 1]
+    z1, z2 = vae.box_muller(u1, torch.rand(50_000, generator=g, dtype=torch.float64))
+    for z in (z1, z2):
+        assert stats.kstest(z.numpy(), "norm").pvalue > 1e-3
+    assert abs(torch.corrcoef(torch.stack([z1, z2]))[0, 1].item()) < 0.03
+
+
+@pytest.mark.parametrize("cls", [vae.VAE, vae.MLPVAE])
+def test_model_shapes(cls):
+    model = cls(latent_dim=5)
+    x = torch.rand(3, 1, 28, 28)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (3, 5)
+    assert model.decode(mu).shape == (3, 1, 28, 28)
+    logits, mu, logvar = model(x)
+    assert logits.shape == (3, 1, 28, 28) and mu.shape == (3, 5)
+    assert (logits < 0).any()  # logits, not probabilities
+
+
+def test_mlp_vae_is_the_pytorch_examples_model():
+    model = vae.MLPVAE()
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes == {"fc1.weight": (400, 784), "fc1.bias": (400,), "fc21.weight": (20, 400), "fc21.bias": (20,),
+                      "fc22.weight": (20, 400), "fc22.bias": (20,), "fc3.weight": (400, 20), "fc3.bias": (400,),
+                      "fc4.weight": (784, 400), "fc4.bias": (784,)}
+    z = torch.randn(2, 20)
+    expected = model.fc4(F.relu(model.fc3(z))).view(2, 1, 28, 28)  # sigmoid of this is pytorch/examples' output
+    torch.testing.assert_close(model.decode(z), expected)
+
+
+@pytest.mark.parametrize("cls", [vae.VAE, vae.MLPVAE])
+def test_a_few_steps_reduce_the_loss(cls):
+    x = (torch.rand(64, 1, 28, 28) < 0.3).float()
+    x[:, :, 10:18, 10:18] = 1.0  # some structure to learn
+    model = cls(latent_dim=4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss():
+        torch.manual_seed(1)  # the same eps each time
+        return vae.vae_loss(model, x)[0]
+
+    before = loss().item()
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss().item() < 0.9 * before
+
+
+def test_sample_prior_and_interpolate():
+    model = vae.VAE(latent_dim=3)
+    a = vae.sample_prior(model, 4, generator=torch.Generator().manual_seed(0))
+    b = vae.sample_prior(model, 4, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (4, 1, 28, 28) and 0 <= a.min() and a.max() <= 1
+    torch.testing.assert_close(a, b)
+    x_a, x_b = torch.rand(1, 28, 28), torch.rand(1, 1, 28, 28)
+    line = vae.interpolate(model, x_a, x_b, steps=5)
+    assert line.shape == (5, 1, 28, 28)
+    ends = torch.sigmoid(model.decode(model.encode(torch.stack([x_a, x_b[0]]))[0]))
+    torch.testing.assert_close(line[[0, -1]], ends)
