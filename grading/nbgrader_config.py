@@ -46,7 +46,7 @@ c.GenerateFeedback.preprocessors = [
 c.Execute.kernel_name = "genlab-grader"
 c.Execute.default_timeout = 120          # seconds for a cell genlab has no entry for
 c.Execute.cell_timeouts = {              # by grade_id (fnmatch patterns), never by editable tags
-    "test_*": 60,
+    "test_*": 30,
 }
 c.Execute.interrupt_on_timeout = True
 c.KernelManager.transport_encryption = "auto"   # no "TCP without encryption" noise (genlab also uses IPC)

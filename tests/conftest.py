@@ -1,8 +1,11 @@
-"""Shared test set-up: fast mode, a headless matplotlib, a private data directory per session."""
+"""Shared test set-up: fast mode, headless matplotlib, a private offline data directory."""
 import os
+import tempfile
 
 os.environ.setdefault("GENLAB_FAST", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("GENLAB_OFFLINE", "1")       # no download attempts from the suite
+os.environ.setdefault("GENLAB_DATA", tempfile.mkdtemp(prefix="genlab-test-data-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

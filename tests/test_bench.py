@@ -9,7 +9,8 @@ from genlab import bench, cli
 
 def tiny_data(n=256):
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(n, 28, 28, generator=g) * 255).to(torch.uint8), torch.randint(0, 10, (n,), generator=g)
+    images = (torch.rand(n, 28, 28, generator=g) * 255).to(torch.uint8)
+    return images, torch.randint(0, 10, (n,), generator=g)
 
 
 def test_run_bench_reports_every_model_and_pipeline():
@@ -20,7 +21,7 @@ def test_run_bench_reports_every_model_and_pipeline():
     for row in result["rows"]:
         assert row["images_per_s"] > 0 and len(row["seconds"]) == 1
     assert set(result["ratios"]) == {"mlp_vae", "conv_vae"}
-    assert all(0.05 < r < 100 for r in result["ratios"].values())  # sanity only; real ratios are noisy
+    assert all(0.05 < r < 100 for r in result["ratios"].values())  # sanity only: ratios are noisy
     table = bench.format_table(result)
     assert "mlp_vae" in table and "conv_vae" in table and "genlab/baseline" in table
 
@@ -30,7 +31,8 @@ def test_both_pipelines_see_the_same_images(monkeypatch):
     dataset = bench.ToTensorDataset(x, y)
     baseline = torch.stack([dataset[i][0] for i in range(8)])  # what ToTensor makes of each item
     seen, fit = [], bench.fit
-    monkeypatch.setattr(bench, "fit", lambda model, data, *a, **k: seen.append(data) or fit(model, data, *a, **k))
+    spy = lambda model, data, *a, **k: seen.append(data) or fit(model, data, *a, **k)  # noqa: E731
+    monkeypatch.setattr(bench, "fit", spy)
     bench.train_genlab(bench.MLPVAE(), x, y, torch.device("cpu"), 1, batch_size=8)
     torch.testing.assert_close(seen[0], baseline, rtol=0, atol=0)
 

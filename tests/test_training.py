@@ -1,4 +1,4 @@
-"""genlab.training: the shared loop learns, reports, reproduces, stays quiet and rejects bad input."""
+"""genlab.training: the loop learns, reports, reproduces, stays quiet and rejects bad input."""
 import copy
 import math
 
@@ -25,7 +25,7 @@ def regression(n=200, seed=0):
 
 def conv_net():
     return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),  # [2]: weight layout tells NCHW from NHWC
+                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),  # [2]: its weight shows the layout
                          nn.ConvTranspose2d(4, 1, 4, stride=2, padding=1))
 
 
@@ -33,9 +33,12 @@ def recon(model, x):
     return F.mse_loss(model(x), x)
 
 
+CPU = {"device": "cpu", "progress": False}
+
+
 def test_linear_regression_learns_and_history_has_the_right_shape():
     data = regression(200)
-    history = fit(nn.Linear(3, 1), data, mse, epochs=20, lr=0.05, batch_size=64, device="cpu", progress=False)
+    history = fit(nn.Linear(3, 1), data, mse, epochs=20, lr=0.05, batch_size=64, **CPU)
     assert isinstance(history, History)
     assert len(history.epoch_losses) == 20
     assert len(history.step_losses) == math.ceil(200 / 64) * 20
@@ -44,7 +47,7 @@ def test_linear_regression_learns_and_history_has_the_right_shape():
 
 
 def test_epoch_loss_is_the_size_weighted_mean_of_its_steps():
-    history = fit(nn.Linear(3, 1), regression(100), mse, epochs=1, batch_size=64, device="cpu", progress=False)
+    history = fit(nn.Linear(3, 1), regression(100), mse, epochs=1, batch_size=64, **CPU)
     first, second = history.step_losses
     assert history.epoch_losses[0] == pytest.approx((64 * first + 36 * second) / 100)
 
@@ -53,7 +56,7 @@ def test_channels_last_gives_the_same_step():
     x = torch.rand(16, 1, 8, 8)
     plain = conv_net()
     fast = copy.deepcopy(plain)
-    kw = dict(epochs=1, batch_size=16, shuffle=False, device="cpu", progress=False)
+    kw = dict(epochs=1, batch_size=16, shuffle=False, **CPU)
     a = fit(plain, x, recon, channels_last=False, **kw)
     b = fit(fast, x, recon, channels_last=True, **kw)
     assert fast[2].weight.is_contiguous(memory_format=torch.channels_last)
@@ -65,18 +68,18 @@ def test_channels_last_gives_the_same_step():
 
 def test_channels_last_defaults_off_on_cpu():
     model = conv_net()
-    fit(model, torch.rand(8, 1, 8, 8), recon, epochs=1, device="cpu", progress=False)
+    fit(model, torch.rand(8, 1, 8, 8), recon, epochs=1, **CPU)
     assert not model[2].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_same_seed_same_run_other_seed_other_order():
     data, model = regression(100), nn.Linear(3, 1)
-    runs = [fit(copy.deepcopy(model), data, mse, epochs=2, batch_size=16, generator=seed, device="cpu",
-                progress=False).step_losses for seed in (7, 7, 8)]
+    runs = [fit(copy.deepcopy(model), data, mse, epochs=2, batch_size=16, generator=seed,
+                **CPU).step_losses for seed in (7, 7, 8)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
-    same = fit(copy.deepcopy(model), data, mse, epochs=2, batch_size=16, device="cpu", progress=False,
-               generator=torch.Generator().manual_seed(7)).step_losses
+    same = fit(copy.deepcopy(model), data, mse, epochs=2, batch_size=16,
+               generator=torch.Generator().manual_seed(7), **CPU).step_losses
     assert same == runs[0]
 
 
@@ -90,7 +93,7 @@ def test_progress_bar_shows_and_is_quiet_under_the_autograder(monkeypatch, capsy
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
     monkeypatch.delenv("NBGRADER_EXECUTION")
-    fit(nn.Linear(3, 1), data, mse, epochs=2, device="cpu", progress=False)
+    fit(nn.Linear(3, 1), data, mse, epochs=2, **CPU)
     assert capsys.readouterr().err == ""
 
 
@@ -101,14 +104,14 @@ def test_metrics_and_evaluate():
 
     data = regression(130)
     model = nn.Linear(3, 1)
-    history = fit(model, data, loss_fn, epochs=3, batch_size=32, device="cpu", progress=False)
+    history = fit(model, data, loss_fn, epochs=3, batch_size=32, **CPU)
     assert len(history.metrics["double"]) == 3
     assert history.metrics["double"][0] == pytest.approx(2 * history.epoch_losses[0], rel=1e-5)
     model.train()
     full = F.mse_loss(model(data[0]), data[1]).item()
-    assert evaluate(model, data, mse, batch_size=50) == pytest.approx(full, rel=1e-5)  # 130 = 50 + 50 + 30
+    assert evaluate(model, data, mse, batch_size=50) == pytest.approx(full, rel=1e-5)  # 50+50+30
     result = evaluate(model, data, loss_fn, batch_size=50)
-    assert result["loss"] == pytest.approx(full, rel=1e-5) and result["double"] == pytest.approx(2 * full, rel=1e-5)
+    assert result == pytest.approx({"loss": full, "double": 2 * full}, rel=1e-5)
     assert model.training
     model.eval()
     evaluate(model, data, mse)
@@ -122,7 +125,7 @@ def test_single_tensor_data_gives_tensor_batches():
         seen.append(type(batch))
         return recon(model, batch)
 
-    fit(conv_net(), torch.rand(10, 1, 8, 8), loss_fn, epochs=1, batch_size=4, device="cpu", progress=False)
+    fit(conv_net(), torch.rand(10, 1, 8, 8), loss_fn, epochs=1, batch_size=4, **CPU)
     assert seen == [torch.Tensor] * 3
 
 
@@ -135,7 +138,7 @@ def test_step_fn_replaces_the_default_step():
 
     model = nn.Linear(3, 1)
     before = copy.deepcopy(model.state_dict())
-    history = fit(model, regression(10), step_fn=step_fn, epochs=2, batch_size=4, device="cpu", progress=False)
+    history = fit(model, regression(10), step_fn=step_fn, epochs=2, batch_size=4, **CPU)
     assert calls == [4, 4, 2] * 2 and history.epoch_losses == [1.0, 1.0]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -146,16 +149,32 @@ def test_compile_failure_falls_back_with_a_notice(monkeypatch, capsys):
             raise RuntimeError("no C++ compiler\nmore detail")
 
     monkeypatch.setattr(torch, "compile", lambda model: Broken())
-    history = fit(nn.Linear(3, 1), regression(64), mse, epochs=2, device="cpu", progress=False, compile=True)
+    history = fit(nn.Linear(3, 1), regression(64), mse, epochs=2, compile=True, **CPU)
     out = capsys.readouterr().out
-    assert "torch.compile failed" in out and "no C++ compiler" in out and len(out.strip().splitlines()) == 1
+    assert "torch.compile failed" in out and "no C++ compiler" in out
+    assert len(out.strip().splitlines()) == 1
     assert len(history.step_losses) == 2
+
+
+def test_default_adam_makes_the_same_update_as_plain_adam():
+    model = nn.Linear(3, 1)
+    twin = copy.deepcopy(model)
+    fast, plain = training.adam(model, lr=0.1), torch.optim.Adam(twin.parameters(), lr=0.1)
+    assert isinstance(fast, torch.optim.Adam) and fast.defaults["lr"] == 0.1
+    x, y = regression(32)
+    for m, opt in ((model, fast), (twin, plain)):
+        for _ in range(3):
+            opt.zero_grad()
+            F.mse_loss(m(x), y).backward()
+            opt.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q)
 
 
 def test_diverging_loss_raises():
     with pytest.raises(FloatingPointError, match="learning rate"):
         fit(nn.Linear(3, 1), regression(20), lambda m, b: mse(m, b) * float("nan"), epochs=1,
-            device="cpu", progress=False)
+            **CPU)
 
 
 @pytest.mark.parametrize("data, kwargs, error, match", [
@@ -172,7 +191,21 @@ def test_diverging_loss_raises():
 def test_bad_input_is_rejected_clearly(data, kwargs, error, match):
     kwargs = {"epochs": 1, **kwargs}
     with pytest.raises(error, match=match):
-        fit(nn.Linear(3, 3), data, lambda m, b: m(b).sum(), device="cpu", progress=False, **kwargs)
+        fit(nn.Linear(3, 3), data, lambda m, b: m(b).sum(), **CPU, **kwargs)
+
+
+@pytest.mark.parametrize("loss_fn", [
+    lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(1),            # per-sample, not reduced
+    lambda m, b: (mse(m, b), mse(m, b), mse(m, b)),          # elbo_loss's triple, not (loss, dict)
+])
+def test_loss_fn_must_return_a_scalar(loss_fn):
+    with pytest.raises(TypeError, match="scalar loss"):
+        fit(nn.Linear(3, 1), regression(8), loss_fn, epochs=1, **CPU)
+
+
+def test_step_fn_may_return_a_float():
+    history = fit(nn.Linear(3, 1), regression(8), step_fn=lambda m, b, o: 2.5, epochs=1, **CPU)
+    assert history.epoch_losses == [2.5]
 
 
 def test_needs_exactly_one_of_loss_fn_and_step_fn():
@@ -183,7 +216,7 @@ def test_needs_exactly_one_of_loss_fn_and_step_fn():
 def test_model_is_moved_unless_the_optimizer_already_has_state_elsewhere():
     model = nn.Linear(3, 1)
     optimizer = torch.optim.Adam(model.parameters())
-    fit(model, regression(8), mse, optimizer=optimizer, epochs=1, device="cpu", progress=False)  # now has state
+    fit(model, regression(8), mse, optimizer=optimizer, epochs=1, **CPU)  # Adam now has state
     with pytest.raises(ValueError, match="optimizer already holds state"):
         fit(model, regression(8), mse, optimizer=optimizer, epochs=1, device="meta", progress=False)
     assert model.weight.device.type == "cpu"

@@ -25,14 +25,15 @@ def test_kl_is_zero_only_at_the_prior():
 
 def test_elbo_loss_matches_summed_bce_and_kl():
     n = 6
-    logits, x = torch.randn(n, 1, 28, 28, dtype=torch.float64), torch.rand(n, 1, 28, 28, dtype=torch.float64)
-    mu, logvar = torch.randn(n, 3, dtype=torch.float64), torch.randn(n, 3, dtype=torch.float64)
+    logits, x = torch.randn(n, 1, 28, 28).double(), torch.rand(n, 1, 28, 28).double()
+    mu, logvar = torch.randn(n, 3).double(), torch.randn(n, 3).double()
     loss, recon, kl = vae.elbo_loss(logits, x, mu, logvar, beta=3.0)
-    torch.testing.assert_close(recon, F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n)
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    torch.testing.assert_close(recon, bce / n)
     p = torch.sigmoid(logits)  # the textbook formula as a second oracle
     torch.testing.assert_close(recon, -(x * p.log() + (1 - x) * (1 - p).log()).sum() / n)
-    expected_kl = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum(-1).mean()
-    torch.testing.assert_close(kl, expected_kl)
+    expected_kl = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(kl, expected_kl.mean())
     torch.testing.assert_close(loss, recon + 3.0 * kl)
     assert loss.dim() == recon.dim() == kl.dim() == 0
 
@@ -56,7 +57,8 @@ def test_reparameterize_samples_have_std_sigma_not_variance():
 
 
 def test_box_muller_known_values_and_distribution():
-    z1, z2 = vae.box_muller(torch.tensor([math.exp(-0.5), math.exp(-0.5)]), torch.tensor([0.0, 0.25]))
+    u1 = torch.tensor([math.exp(-0.5), math.exp(-0.5)])  # radius sqrt(-2 log u1) = 1
+    z1, z2 = vae.box_muller(u1, torch.tensor([0.0, 0.25]))
     torch.testing.assert_close(z1, torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
     torch.testing.assert_close(z2, torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
     g = torch.Generator().manual_seed(1)
@@ -82,11 +84,13 @@ def test_model_shapes(cls):
 def test_mlp_vae_is_the_pytorch_examples_model():
     model = vae.MLPVAE()
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    assert shapes == {"fc1.weight": (400, 784), "fc1.bias": (400,), "fc21.weight": (20, 400), "fc21.bias": (20,),
-                      "fc22.weight": (20, 400), "fc22.bias": (20,), "fc3.weight": (400, 20), "fc3.bias": (400,),
+    assert shapes == {"fc1.weight": (400, 784), "fc1.bias": (400,),
+                      "fc21.weight": (20, 400), "fc21.bias": (20,),
+                      "fc22.weight": (20, 400), "fc22.bias": (20,),
+                      "fc3.weight": (400, 20), "fc3.bias": (400,),
                       "fc4.weight": (784, 400), "fc4.bias": (784,)}
     z = torch.randn(2, 20)
-    expected = model.fc4(F.relu(model.fc3(z))).view(2, 1, 28, 28)  # sigmoid of this is pytorch/examples' output
+    expected = model.fc4(F.relu(model.fc3(z))).view(2, 1, 28, 28)  # pytorch/examples: sigmoid of it
     torch.testing.assert_close(model.decode(z), expected)
 
 

@@ -8,11 +8,12 @@ Two models, each trained by two pipelines on the same images, in one run:
 Pipelines:
 
 - ``genlab``: :func:`genlab.training.fit`, the images held as one tensor on the device, batches
-  by indexing, channels-last and bf16 autocast where fit turns them on (CUDA);
+  by indexing, channels-last and bf16 autocast where fit turns them on (CUDA), and fit's default
+  optimizer, Adam with its fused kernel where PyTorch has one (the same update rule);
 - ``baseline``: what pytorch/examples ``vae/main.py`` does: a torchvision-style Dataset of uint8
   images that makes a PIL image and applies ``transforms.ToTensor()`` on every item, a
-  ``DataLoader`` (batch 128, shuffle; ``num_workers=1, pin_memory=True`` on CUDA), fp32, and
-  its training step (``loss.item()`` every step).
+  ``DataLoader`` (batch 128, shuffle; ``num_workers=1, pin_memory=True`` on CUDA), fp32,
+  PyTorch's default Adam, and its training step (``loss.item()`` every step).
 
 Both use the same initial weights, loss (:func:`genlab.vae.elbo_loss`), optimizer (Adam, lr 1e-3),
 batch size and number of images; each timing includes the pipeline's own data preparation.
@@ -31,7 +32,7 @@ from torchvision import transforms
 
 from . import config
 from .device import describe, get_device
-from .training import _has_conv, fit
+from .training import _has_conv, adam, fit
 from .vae import MLPVAE, VAE, elbo_loss, vae_loss
 
 MODELS = {"mlp_vae": MLPVAE, "conv_vae": VAE}
@@ -56,7 +57,8 @@ class ToTensorDataset(Dataset):
 def train_baseline(model, images, labels, device, epochs, batch_size=128):
     """pytorch/examples ``vae/main.py``'s data pipeline and training loop."""
     kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
-    loader = DataLoader(ToTensorDataset(images, labels), batch_size=batch_size, shuffle=True, **kwargs)
+    dataset = ToTensorDataset(images, labels)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, **kwargs)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     for _ in range(epochs):
@@ -73,9 +75,11 @@ def train_baseline(model, images, labels, device, epochs, batch_size=128):
 
 
 def train_genlab(model, images, labels, device, epochs, batch_size=128):
-    """genlab's pipeline: the uint8 images moved to the device once, scaled there, then :func:`fit`."""
+    """genlab's pipeline: the uint8 images moved to the device once, scaled there, then :func:`fit`
+    with its defaults."""
     x = images.to(device).unsqueeze(1).float().div_(255)
-    return fit(model, x, vae_loss, epochs=epochs, batch_size=batch_size, device=device, progress=False)
+    return fit(model, x, vae_loss, epochs=epochs, batch_size=batch_size, device=device,
+               progress=False)
 
 
 PIPELINES = {"genlab": train_genlab, "baseline": train_baseline}
@@ -100,13 +104,16 @@ def _source() -> str:
 
 def _genlab_label(device: torch.device, model) -> str:
     parts = [f"tensors on {device.type}", "bf16" if device.type == "cuda" else "fp32"]
+    if adam(torch.nn.Linear(1, 1).to(device)).defaults.get("fused"):
+        parts.append("fused Adam")
     if device.type == "cuda" and _has_conv(model):
         parts.append("channels-last")
     return f"genlab ({', '.join(parts)})"
 
 
 def run_bench(images: int | None = None, epochs: int | None = None, repeats: int | None = None,
-              batch_size: int = 128, device=None, models=tuple(MODELS), data=None, seed: int = 0) -> dict:
+              batch_size: int = 128, device=None, models=tuple(MODELS), data=None,
+              seed: int = 0) -> dict:
     """Time every (model, pipeline) pair ``repeats`` times and return the results as a dict.
 
     ``data``: optional ``(images, labels)`` to use instead of :func:`genlab.data.load_mnist`;
@@ -141,7 +148,7 @@ def run_bench(images: int | None = None, epochs: int | None = None, repeats: int
             once(name, pipeline, 2 * batch_size)
     for r in range(repeats):
         for name in models:
-            order = list(PIPELINES) if r % 2 == 0 else list(PIPELINES)[::-1]  # alternate who goes first
+            order = list(PIPELINES) if r % 2 == 0 else list(PIPELINES)[::-1]  # take turns first
             for pipeline in order:
                 times[name, pipeline].append(once(name, pipeline, len(x)))
 
@@ -154,19 +161,21 @@ def run_bench(images: int | None = None, epochs: int | None = None, repeats: int
                 "pytorch/examples (PIL + ToTensor per item, DataLoader, fp32)"
             rows.append({"model": name, "pipeline": p, "label": label, "images_per_s": rate[p],
                          "seconds": times[name, p]})
-    return {"device": describe(device), "data": source, "images": len(x), "epochs": epochs, "batch_size": batch_size,
-            "repeats": repeats, "rows": rows, "ratios": ratios}
+    return {"device": describe(device), "data": source, "images": len(x), "epochs": epochs,
+            "batch_size": batch_size, "repeats": repeats, "rows": rows, "ratios": ratios}
 
 
 def format_table(result: dict) -> str:
     """The bench result as a plain-text table."""
-    lines = [f"genlab bench: {result['images']:,} MNIST training images x {result['epochs']} epoch(s), "
-             f"batch {result['batch_size']}, Adam lr 1e-3, median of {result['repeats']} run(s)",
+    lines = [f"genlab bench: {result['images']:,} MNIST training images x {result['epochs']} "
+             f"epoch(s), batch {result['batch_size']}, Adam lr 1e-3, "
+             f"median of {result['repeats']} run(s)",
              f"device: {result['device']}; data: {result['data']}", "",
              f"{'model':<10} {'pipeline':<62} {'images/s':>9} {'genlab/baseline':>16}"]
     for row in result["rows"]:
         ratio = f"{result['ratios'][row['model']]:.2f}x" if row["pipeline"] == "genlab" else ""
-        lines.append(f"{row['model']:<10} {row['label']:<62} {row['images_per_s']:>9,.0f} {ratio:>16}")
+        rate = row["images_per_s"]
+        lines.append(f"{row['model']:<10} {row['label']:<62} {rate:>9,.0f} {ratio:>16}")
     return "\n".join(lines)
 
 
@@ -174,11 +183,14 @@ def add_arguments(parser) -> None:
     """The options of ``genlab bench``."""
     parser.add_argument("--images", type=int, default=None, metavar="N",
                         help="training images per run (default 4000; fast mode 1024)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 2; fast mode 1)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per run (default 2; fast mode 1)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed runs per pipeline; the median is reported (default 3; fast mode 1)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: genlab's device choice)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+                        help="timed runs per pipeline, median reported (default 3; fast mode 1)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, ... (default: genlab's device choice)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the results as JSON")
 
 
 def main(args) -> int:
@@ -187,7 +199,8 @@ def main(args) -> int:
         if value is not None and value <= 0:
             print(f"genlab bench: --{option} must be positive, got {value}")
             return 2
-    result = run_bench(images=args.images, epochs=args.epochs, repeats=args.repeats, device=args.device)
+    result = run_bench(images=args.images, epochs=args.epochs, repeats=args.repeats,
+                       device=args.device)
     print(format_table(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -50,17 +50,20 @@ def _as_tensors(data) -> tuple[torch.Tensor, ...]:
         raise ValueError("data tensors need a first (sample) dimension; got a 0-d tensor")
     sizes = {len(t) for t in tensors}
     if len(sizes) > 1:
-        raise ValueError(f"data tensors must share their first dimension, got sizes {sorted(sizes)}")
+        raise ValueError(f"data tensors must share their first dimension, got {sorted(sizes)}")
     if sizes == {0}:
         raise ValueError("data is empty: nothing to train on")
     return tensors
 
 
-def _split(out) -> tuple[torch.Tensor, dict]:
-    """``loss`` or ``(loss, metrics)`` -> ``(loss, metrics)``."""
-    if isinstance(out, tuple):
-        return out[0], dict(out[1])
-    return out, {}
+def _split(out, who="loss_fn") -> tuple[torch.Tensor, dict]:
+    """``loss`` or ``(loss, metrics)`` -> ``(loss, metrics)``; a clear error for anything else."""
+    pair = isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)
+    loss, metrics = out if pair else (out, {})
+    if not isinstance(loss, (torch.Tensor, float, int)) or torch.as_tensor(loss).dim() != 0:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise TypeError(f"{who} must return a scalar loss or (loss, dict of metrics), got {got}")
+    return loss, metrics
 
 
 def _has_conv(model: nn.Module) -> bool:
@@ -81,22 +84,32 @@ def _place_model(model, device, optimizer):
     """Move ``model`` to ``device``; refuse when an optimizer already holds state elsewhere."""
     current = _model_device(model)
     if current is not None and current != device and optimizer is not None and optimizer.state:
-        raise ValueError(f"the model is on {current} but device {device} was asked for, and the optimizer "
-                         f"already holds state on {current}; move the model before creating the "
-                         f"optimizer, or pass device={str(current)!r}")
+        raise ValueError(f"the model is on {current} but device {device} was asked for, and the "
+                         f"optimizer already holds state on {current}; move the model before "
+                         f"creating the optimizer, or pass device={str(current)!r}")
     return model.to(device)
 
 
-def fit(model: nn.Module, data, loss_fn=None, *, epochs: int, optimizer: torch.optim.Optimizer | None = None,
-        lr: float = 1e-3, batch_size: int = 128, shuffle: bool = True,
-        generator: torch.Generator | int | None = None, device=None, channels_last: bool | None = None,
-        compile: bool = False, amp: bool | None = None, progress: bool | None = None,
-        desc: str | None = None, step_fn=None) -> History:
+def adam(model: nn.Module, lr: float = 1e-3) -> torch.optim.Adam:
+    """``Adam(model.parameters(), lr)``, with the fused kernel (the same update, one kernel for
+    all parameters) where this PyTorch has one for the model's device, else the default one."""
+    params = list(model.parameters())
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # e.g. CPU before PyTorch 2.4, or MPS
+        return torch.optim.Adam(params, lr=lr)
+
+
+def fit(model: nn.Module, data, loss_fn=None, *, epochs: int, optimizer=None, lr: float = 1e-3,
+        batch_size: int = 128, shuffle: bool = True, generator: torch.Generator | int | None = None,
+        device=None, channels_last: bool | None = None, compile: bool = False,
+        amp: bool | None = None, progress: bool | None = None, desc: str | None = None,
+        step_fn=None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` epochs and return a :class:`History`.
 
     - ``device``: default :func:`genlab.device.get_device`. The model and data are moved there
       (the model in place, as ``model.to`` does).
-    - ``optimizer``: default ``Adam(model.parameters(), lr)``.
+    - ``optimizer``: default :func:`adam` with learning rate ``lr``.
     - ``generator``: a ``torch.Generator`` or an int seed for the shuffling; the permutation is
       drawn on the CPU, so the batch order does not depend on the device.
     - ``channels_last``: default on for CUDA when the model has conv layers, off on CPU, where
@@ -132,12 +145,12 @@ def fit(model: nn.Module, data, loss_fn=None, *, epochs: int, optimizer: torch.o
         model = model.to(memory_format=torch.channels_last)
     tensors = _to_memory_format((t.to(device) for t in tensors), channels_last)
     if step_fn is None and optimizer is None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizer = adam(model, lr)
     run = torch.compile(model) if compile else model
 
     def step(batch):
         if step_fn is not None:
-            return _split(step_fn(run, batch, optimizer))
+            return _split(step_fn(run, batch, optimizer), "step_fn")
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, metrics = _split(loss_fn(run, batch))
@@ -159,16 +172,16 @@ def fit(model: nn.Module, data, loss_fn=None, *, epochs: int, optimizer: torch.o
             except Exception as error:  # torch.compile fails lazily, on the first call
                 if run is model or history.step_losses or losses:
                     raise
-                print(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
-                      "training without it")
+                why = str(error).strip().split("\n")[0][:120]
+                print(f"torch.compile failed ({type(error).__name__}: {why}); training without it")
                 run = model
                 loss, metrics = step(batch)
-            losses.append(loss.detach().float() * size)  # no .item(): no GPU sync per step
+            losses.append(torch.as_tensor(loss).detach().float() * size)  # no .item(): no GPU sync
             sizes.append(size)
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + torch.as_tensor(value).detach().float() * size
             bar.update()
-            if progress and time.perf_counter() - shown > 1.0:  # the running loss, about once a second
+            if progress and time.perf_counter() - shown > 1.0:  # the running loss, once a second
                 shown = time.perf_counter()
                 running = torch.stack(losses).sum().item() / sum(sizes)
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{running:.4g}")
@@ -179,8 +192,8 @@ def fit(model: nn.Module, data, loss_fn=None, *, epochs: int, optimizer: torch.o
             history.metrics.setdefault(name, []).append(float(total) / n)
         if not math.isfinite(history.epoch_losses[-1]):
             bar.close()
-            raise FloatingPointError(f"the loss became {history.epoch_losses[-1]} in epoch {epoch + 1}; "
-                                     "try a smaller learning rate")
+            raise FloatingPointError(f"the loss became {history.epoch_losses[-1]} in epoch "
+                                     f"{epoch + 1}; try a smaller learning rate")
         bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{history.epoch_losses[-1]:.4g}")
     bar.close()
     history.seconds = time.perf_counter() - start

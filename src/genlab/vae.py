@@ -20,8 +20,9 @@ def box_muller(u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.
     return radius * torch.cos(angle), radius * torch.sin(angle)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-    """``z = mu + sigma * eps`` with ``sigma = exp(0.5 * logvar)`` and ``eps ~ N(0, I)`` unless given.
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                   eps: torch.Tensor | None = None) -> torch.Tensor:
+    """``z = mu + sigma * eps`` with ``sigma = exp(0.5 * logvar)``, ``eps ~ N(0, I)`` unless given.
 
     The randomness sits in ``eps`` alone, so gradients flow to ``mu`` (dz/dmu = 1) and to sigma
     (dz/dsigma = eps).
@@ -129,7 +130,8 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def sample_prior(model: nn.Module, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_prior(model: nn.Module, n: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` images in [0, 1] decoded from ``z ~ N(0, I)`` (``model.latent_dim`` dimensions),
     on the model's device; ``generator`` (on any device) makes the draw reproducible."""
     where = generator.device if generator is not None else _device(model)
