@@ -27,8 +27,10 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(ROOT_ARGS) $(LAB_ARGS)
 
 grade: $(STAMP)
 	$(BIN)/genlab grade $(LABS)

@@ -57,47 +57,45 @@ def _parse_header(rest: str, lineno: int, path: Path) -> tuple[str, str | None, 
     return kind, grade_id, points
 
 
-def _markdown_source(lines: list[str]) -> str:
+def _markdown_source(lines: list[str], first_line: int, path: Path) -> str:
     out = []
-    for line in lines:
+    for lineno, line in enumerate(lines, start=first_line):
         if line.startswith("# "):
             out.append(line[2:])
         elif line.rstrip() == "#":
             out.append("")
         else:
-            raise ValueError(f"markdown line does not start with '# ': {line!r}")
+            raise ValueError(f"{path}:{lineno}: a markdown line must start with '# ': {line!r}")
     return "\n".join(out).strip("\n")
 
 
 def build_notebook(source: Path) -> nbformat.NotebookNode:
     """Parse one percent-format file into an nbgrader source notebook."""
     source = Path(source)
-    cells: list[tuple[str, str | None, float | None, list[str]]] = []
+    cells: list[tuple[str, str | None, float | None, int, list[str]]] = []
     for lineno, line in enumerate(source.read_text().splitlines(), start=1):
         match = _MARKER.match(line)
         if match:
-            cells.append((*_parse_header(match["rest"], lineno, source), []))
+            cells.append((*_parse_header(match["rest"], lineno, source), lineno, []))
         elif cells:
-            cells[-1][3].append(line)
+            cells[-1][4].append(line)
         elif line.strip():
             raise ValueError(f"{source}:{lineno}: text before the first '# %%' marker")
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": dict(KERNELSPEC),
-                   "language_info": {"name": "python"}}
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     seen = set()
-    for index, (kind, grade_id, points, lines) in enumerate(cells):
+    for index, (kind, grade_id, points, lineno, lines) in enumerate(cells):
         if kind == "markdown":
-            cell = nbformat.v4.new_markdown_cell(_markdown_source(lines))
+            cell = nbformat.v4.new_markdown_cell(_markdown_source(lines, lineno + 1, source))
         else:
             cell = nbformat.v4.new_code_cell("\n".join(lines).strip("\n"))
         if grade_id is not None:
             if grade_id in seen:
-                raise ValueError(f"{source}: grade_id {grade_id!r} is used twice")
+                raise ValueError(f"{source}:{lineno}: grade_id {grade_id!r} is used twice")
             seen.add(grade_id)
             cell.metadata["nbgrader"] = _nbgrader_meta(kind, grade_id, points)
         cell.id = grade_id or f"cell-{index:03d}"
-        cells_out = nb.cells
-        cells_out.append(cell)
+        nb.cells.append(cell)
     nbformat.validate(nb)
     return nb
 

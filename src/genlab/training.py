@@ -61,7 +61,7 @@ def _split(out, who="loss_fn") -> tuple[torch.Tensor, dict]:
     pair = isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)
     loss, metrics = out if pair else (out, {})
     if not isinstance(loss, (torch.Tensor, float, int)) or torch.as_tensor(loss).dim() != 0:
-        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else f"a {type(loss).__name__}"
         raise TypeError(f"{who} must return a scalar loss or (loss, dict of metrics), got {got}")
     return loss, metrics
 
