@@ -785,33 +785,6 @@ def cmd_build(args) -> int:
     return 0
 
 
-def add_subcommands(sub, runner) -> None:
-    p = sub.add_parser("check", help="self-check a lab notebook: run its visible tests")
-    p.add_argument("notebook", help="path to your notebook, e.g. labs/01_transposed_convolution/"
-                                    "01_transposed_convolution.ipynb")
-    p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
-    p.set_defaults(func=runner("check"))
-
-    p = sub.add_parser("grade", help="autograde all submissions, feedback, CSV and a summary")
-    p.add_argument("labs", nargs="*", metavar="LAB", help="lab ids (default: every lab)")
-    p.add_argument("--examples", action="store_true",
-                   help="grade the bundled example submissions (the default when "
-                        "grading/submitted/ is empty)")
-    p.set_defaults(func=runner("grade"))
-
-    p = sub.add_parser("release", help="regenerate labs/ from solutions/ (and solutions/ from notebooks/)")
-    p.add_argument("labs", nargs="*", metavar="LAB")
-    p.add_argument("--no-build", action="store_true", help="do not rebuild solutions/ first")
-    p.set_defaults(func=runner("release"))
-
-    p = sub.add_parser("validate", help="maintainers: solutions full marks, stubs zero, labs in sync")
-    p.add_argument("labs", nargs="*", metavar="LAB")
-    p.set_defaults(func=runner("validate"))
-
-    p = sub.add_parser("build", help="maintainers: compile notebooks/*.py into solutions/")
-    p.set_defaults(func=runner("build"))
-
-
 # --------------------------------------------------------------------------------------------
 # Submissions for examples and tests
 # --------------------------------------------------------------------------------------------
