@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from genlab import tconv
-from genlab import authoring  # (not `from ... import test_source`: pytest would collect it)
+from genlab import authoring
+from genlab.testing import LabHarness
 
 SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "01_transposed_convolution.py"
 EXERCISES = ["conv_transpose_output_size", "conv_transpose2d", "conv2d_matrix"]
@@ -21,71 +22,43 @@ POINTS = {"test_conv_transpose_output_size": 2, "test_conv_transpose2d": 4,
 
 @pytest.fixture(scope="module")
 def lab():
-    cells = authoring.graded_cells(authoring.build_notebook(SOURCE))
-    by_id = {c["grade_id"]: c for c in cells}
-    setup = [c["source"] for c in cells if c.get("locked") and not c.get("grade")]
-    solutions = {c["grade_id"]: authoring.solution_code(c["source"]) for c in cells if c.get("solution")}
-    tests = {c["grade_id"]: authoring.test_source(c["source"]) for c in cells if c.get("grade")}
-    return {"by_id": by_id, "setup": setup, "solutions": solutions, "tests": tests}
-
-
-def _namespace(lab, **replace):
-    """Set-up cell + every model solution, then ``replace`` (name -> function) on top."""
-    ns = {"__name__": "__lab01__"}
-    for source in lab["setup"]:
-        exec(compile(source, "<setup>", "exec"), ns)
-    for name, source in lab["solutions"].items():
-        exec(compile(source, f"<solution {name}>", "exec"), ns)
-    ns.update(replace)
-    return ns
-
-
-def _run(lab, test_id, **replace):
-    ns = _namespace(lab, **replace)
-    exec(compile(lab["tests"][test_id], f"<{test_id}>", "exec"), ns)
-
-
-def _fails_with(lab, test_id, phrase, **replace):
-    with pytest.raises(AssertionError) as info:
-        _run(lab, test_id, **replace)
-    assert phrase in str(info.value), f"expected {phrase!r} in:\n{info.value}"
-    return str(info.value)
+    return LabHarness(SOURCE)
 
 
 # --------------------------------------------------------------------------- structure
 
 def test_notebook_structure(lab):
-    ids = [c for c in lab["by_id"]]
+    ids = [c for c in lab.by_id]
     assert "setup" in ids
     for name in EXERCISES:
-        assert lab["by_id"][name]["solution"] is True
-        assert f"test_{name}" in lab["tests"]
-        assert "### BEGIN SOLUTION" in lab["by_id"][name]["source"]
-        assert "### BEGIN HIDDEN TESTS" in lab["by_id"][f"test_{name}"]["source"]
-    assert {t: lab["by_id"][t]["points"] for t in lab["tests"]} == POINTS
+        assert lab.by_id[name]["solution"] is True
+        assert f"test_{name}" in lab.tests
+        assert "### BEGIN SOLUTION" in lab.by_id[name]["source"]
+        assert "### BEGIN HIDDEN TESTS" in lab.by_id[f"test_{name}"]["source"]
+    assert {t: lab.by_id[t]["points"] for t in lab.tests} == POINTS
     # Graded cells appear in order: each solution right before its tests.
-    order = list(lab["by_id"])
+    order = list(lab.by_id)
     for name in EXERCISES:
         assert order.index(f"test_{name}") == order.index(name) + 1
 
 
 def test_model_solutions_pass_every_test_cell(lab, capsys):
-    ns = _namespace(lab)
-    for test_id, source in lab["tests"].items():
+    ns = lab.namespace()
+    for test_id, source in lab.tests.items():
         exec(compile(source, f"<{test_id}>", "exec"), ns)
     assert capsys.readouterr().out == ""  # test cells print nothing (no expected values leak)
 
 
 def test_visible_part_of_each_test_cell_runs_on_its_own(lab):
     # Students run only the visible part; it must not depend on names from the hidden part.
-    for test_id in lab["tests"]:
-        ns = _namespace(lab)
-        visible = authoring.strip_hidden(lab["by_id"][test_id]["source"])
+    for test_id in lab.tests:
+        ns = lab.namespace()
+        visible = authoring.strip_hidden(lab.by_id[test_id]["source"])
         exec(compile(visible, f"<{test_id} visible>", "exec"), ns)
 
 
 def test_model_solutions_agree_with_the_reference(lab):
-    ns = _namespace(lab)
+    ns = lab.namespace()
     assert ns["conv_transpose_output_size"](5, 3, stride=2, padding=1, output_padding=1) == \
         tconv.conv_transpose_output_size(5, 3, stride=2, padding=1, output_padding=1)
     x, w, b = torch.randn(2, 3, 4, 5), torch.randn(3, 2, 3, 2), torch.randn(2)
@@ -99,8 +72,8 @@ def test_model_solutions_agree_with_the_reference(lab):
 
 def test_reference_implementations_pass_the_lab_tests(lab):
     replace = {name: getattr(tconv, name) for name in EXERCISES}
-    for test_id in lab["tests"]:
-        _run(lab, test_id, **replace)
+    for test_id in lab.tests:
+        lab.run(test_id, **replace)
 
 
 # --------------------------------------------------------------------------- stubs and cheats
@@ -126,23 +99,23 @@ class EqualTensor(torch.Tensor):
 def test_stub_earns_nothing(lab, test_id):
     name = next(n for n in EXERCISES if test_id == f"test_{n}" or test_id.startswith(f"test_{n}_"))
     with pytest.raises(Exception):
-        _run(lab, test_id, **{name: _stub})
+        lab.run(test_id, **{name: _stub})
 
 
 def test_release_stub_fails_with_a_clear_message(lab):
     # The release replaces the solution body by `raise NotImplementedError()`.
     for name in EXERCISES:
-        msg = _fails_with(lab, f"test_{name}", "not implemented yet", **{name: _stub})
+        msg = lab.fails_with(f"test_{name}", "not implemented yet", **{name: _stub})
         assert "Traceback" not in msg
 
 
 def test_always_equal_objects_fail(lab):
-    _fails_with(lab, "test_conv_transpose_output_size", "expected an int",
+    lab.fails_with("test_conv_transpose_output_size", "expected an int",
                 conv_transpose_output_size=lambda *a, **k: AlwaysEqual())
     cheat = lambda *a, **k: torch.zeros(1).as_subclass(EqualTensor)  # noqa: E731
-    _fails_with(lab, "test_conv_transpose2d", "tensor subclass", conv_transpose2d=cheat)
-    _fails_with(lab, "test_conv2d_matrix", "tensor subclass", conv2d_matrix=cheat)
-    _fails_with(lab, "test_conv2d_matrix", "expected a torch.Tensor",
+    lab.fails_with("test_conv_transpose2d", "tensor subclass", conv_transpose2d=cheat)
+    lab.fails_with("test_conv2d_matrix", "tensor subclass", conv2d_matrix=cheat)
+    lab.fails_with("test_conv2d_matrix", "expected a torch.Tensor",
                 conv2d_matrix=lambda *a, **k: AlwaysEqual())
 
 
@@ -178,18 +151,18 @@ SIZE_MISTAKES = [
 
 @pytest.mark.parametrize("phrase, formula", SIZE_MISTAKES, ids=[m[0] for m in SIZE_MISTAKES])
 def test_output_size_mistakes_are_named(lab, phrase, formula):
-    _fails_with(lab, "test_conv_transpose_output_size", phrase,
+    lab.fails_with("test_conv_transpose_output_size", phrase,
                 conv_transpose_output_size=_size(formula))
 
 
 def test_output_size_error_handling_mistakes(lab):
-    _fails_with(lab, "test_conv_transpose_output_size", "max(stride, dilation)",
+    lab.fails_with("test_conv_transpose_output_size", "max(stride, dilation)",
                 conv_transpose_output_size=_size(RIGHT, check_padding_vs_stride_only=True))
-    _fails_with(lab, "test_conv_transpose_output_size", "a size of 0 is not positive",
+    lab.fails_with("test_conv_transpose_output_size", "a size of 0 is not positive",
                 conv_transpose_output_size=_size(RIGHT, raise_on_negative_only=True))
-    _fails_with(lab, "test_conv_transpose_output_size", "expected ValueError",
+    lab.fails_with("test_conv_transpose_output_size", "expected ValueError",
                 conv_transpose_output_size=_size(RIGHT, no_errors=True))
-    _fails_with(lab, "test_conv_transpose_output_size", "expected an int",
+    lab.fails_with("test_conv_transpose_output_size", "expected an int",
                 conv_transpose_output_size=_size(RIGHT, return_float=True))
 
 
@@ -202,7 +175,7 @@ def test_output_size_alternative_passes(lab):
         if output_padding >= max(stride, dilation) or out < 1:
             raise ValueError("bad configuration")
         return out
-    _run(lab, "test_conv_transpose_output_size",
+    lab.run("test_conv_transpose_output_size",
          conv_transpose_output_size=conv_transpose_output_size)
 
 
@@ -270,12 +243,12 @@ CT_MISTAKES = [
 
 
 def test_scatter_helper_without_mistakes_passes(lab):
-    _run(lab, "test_conv_transpose2d", conv_transpose2d=_scatter())
+    lab.run("test_conv_transpose2d", conv_transpose2d=_scatter())
 
 
 @pytest.mark.parametrize("phrase, flags", CT_MISTAKES, ids=[m[0] for m in CT_MISTAKES])
 def test_conv_transpose2d_mistakes_are_named(lab, phrase, flags):
-    _fails_with(lab, "test_conv_transpose2d", phrase, conv_transpose2d=_scatter(**flags))
+    lab.fails_with("test_conv_transpose2d", phrase, conv_transpose2d=_scatter(**flags))
 
 
 def test_calling_a_convolution_routine_is_caught(lab):
@@ -300,7 +273,7 @@ def test_calling_a_convolution_routine_is_caught(lab):
         return F.conv2d(z, w.flip(-1, -2).transpose(0, 1), b, dilation=d)
 
     for fn in (via_torch, via_module, via_zero_insertion):
-        _fails_with(lab, "test_conv_transpose2d", "which this exercise asks you not to use",
+        lab.fails_with("test_conv_transpose2d", "which this exercise asks you not to use",
                     conv_transpose2d=_scatter(call_torch=fn))
 
 
@@ -321,8 +294,8 @@ def test_conv_transpose2d_alternative_loop_over_input_positions_passes(lab):
                     c * s[1]:c * s[1] + d[1] * (kw - 1) + 1:d[1]] += block
         out = out[:, :, p[0]:full_h - p[0] + a[0], p[1]:full_w - p[1] + a[1]]
         return out if bias is None else out + bias[None, :, None, None]
-    _run(lab, "test_conv_transpose2d", conv_transpose2d=conv_transpose2d)
-    _run(lab, "test_conv_transpose2d_errors", conv_transpose2d=conv_transpose2d)
+    lab.run("test_conv_transpose2d", conv_transpose2d=conv_transpose2d)
+    lab.run("test_conv_transpose2d_errors", conv_transpose2d=conv_transpose2d)
 
 
 def test_conv_transpose2d_alternative_zero_insertion_with_unfold_passes(lab):
@@ -341,13 +314,13 @@ def test_conv_transpose2d_alternative_zero_insertion_with_unfold_passes(lab):
         g = weight.flip(-1, -2).transpose(0, 1).reshape(c_out, -1)
         out = (g @ cols).view(n, c_out, out_h, out_w)
         return out if bias is None else out + bias.view(1, -1, 1, 1)
-    _run(lab, "test_conv_transpose2d", conv_transpose2d=conv_transpose2d)
+    lab.run("test_conv_transpose2d", conv_transpose2d=conv_transpose2d)
 
 
 def test_conv_transpose2d_error_cell(lab):
     # No checks at all: the 3-D x is accepted by a bare einsum? It fails to unpack -> ValueError,
     # but the channel mismatch surfaces as einsum's RuntimeError, which the test rejects.
-    _fails_with(lab, "test_conv_transpose2d_errors", "expected ValueError",
+    lab.fails_with("test_conv_transpose2d_errors", "expected ValueError",
                 conv_transpose2d=_scatter())
 
     def checks_wrong_axis(x, weight, bias=None, stride=1, padding=0, output_padding=0,
@@ -357,7 +330,7 @@ def test_conv_transpose2d_error_cell(lab):
         if x.shape[1] != weight.shape[1]:
             raise ValueError("channel mismatch")
         return _scatter()(x, weight, bias, stride, padding, output_padding, dilation)
-    _fails_with(lab, "test_conv_transpose2d_errors", "not weight.shape[1]",
+    lab.fails_with("test_conv_transpose2d_errors", "not weight.shape[1]",
                 conv_transpose2d=checks_wrong_axis)
 
 
@@ -400,18 +373,18 @@ CM_MISTAKES = [
 
 
 def test_matrix_helper_without_mistakes_passes(lab):
-    _run(lab, "test_conv2d_matrix", conv2d_matrix=_matrix())
+    lab.run("test_conv2d_matrix", conv2d_matrix=_matrix())
 
 
 @pytest.mark.parametrize("phrase, flags", CM_MISTAKES, ids=[m[0] for m in CM_MISTAKES])
 def test_conv2d_matrix_mistakes_are_named(lab, phrase, flags):
-    _fails_with(lab, "test_conv2d_matrix", phrase, conv2d_matrix=_matrix(**flags))
+    lab.fails_with("test_conv2d_matrix", phrase, conv2d_matrix=_matrix(**flags))
 
 
 def test_conv2d_matrix_wrong_dtype_fails(lab):
     def float32_always(kernel, in_size, stride=1, padding=0):
         return _matrix()(kernel, in_size, stride, padding).float()
-    _fails_with(lab, "test_conv2d_matrix", "dtype", conv2d_matrix=float32_always)
+    lab.fails_with("test_conv2d_matrix", "dtype", conv2d_matrix=float32_always)
 
 
 def test_conv2d_matrix_alternative_from_basis_images_passes(lab):
@@ -421,4 +394,4 @@ def test_conv2d_matrix_alternative_from_basis_images_passes(lab):
         basis = torch.eye(h * w, dtype=kernel.dtype, device=kernel.device).view(h * w, 1, h, w)
         cols = F.unfold(basis, kernel.shape, padding=(ph, pw), stride=(sh, sw))  # (HW, k, L)
         return (kernel.reshape(1, -1) @ cols).squeeze(1).T
-    _run(lab, "test_conv2d_matrix", conv2d_matrix=conv2d_matrix)
+    lab.run("test_conv2d_matrix", conv2d_matrix=conv2d_matrix)

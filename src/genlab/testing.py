@@ -170,3 +170,55 @@ def devices() -> list[torch.device]:
     if torch.cuda.is_available():
         out.append(torch.device("cuda"))
     return out
+
+
+class LabHarness:
+    """Runs a lab's graded cells in plain Python, for the repository's own tests.
+
+    From a notebook source (``notebooks/<lab>.py``) it takes the locked set-up cells, the model
+    solution of every exercise and the full test cells (visible and hidden). ``run(test_id,
+    **replace)`` executes the set-up, the solutions, the ``replace`` overrides (e.g. a mistaken
+    implementation) and then the test cell; ``fails_with`` checks that a test cell rejects an
+    override with a message naming the mistake.
+    """
+
+    def __init__(self, source):
+        from . import authoring
+        cells = authoring.graded_cells(authoring.build_notebook(source))
+        self.name = str(source)
+        self.by_id = {c["grade_id"]: c for c in cells}
+        self.setup = [c["source"] for c in cells if c.get("locked") and not c.get("grade")]
+        self.solutions = {c["grade_id"]: authoring.solution_code(c["source"])
+                          for c in cells if c.get("solution")}
+        self.tests = {c["grade_id"]: authoring.test_source(c["source"])
+                      for c in cells if c.get("grade")}
+        self.points = {c["grade_id"]: c["points"] for c in cells if c.get("grade")}
+
+    def namespace(self, **replace) -> dict:
+        """Set-up cells and every model solution executed, then ``replace`` on top."""
+        ns = {"__name__": "__lab__"}
+        for source in self.setup:
+            exec(compile(source, "<setup>", "exec"), ns)
+        for name, source in self.solutions.items():
+            exec(compile(source, f"<solution {name}>", "exec"), ns)
+        ns.update(replace)
+        return ns
+
+    def run(self, test_id: str, namespace: dict | None = None, **replace) -> dict:
+        """Execute one test cell (raises what it raises); return the namespace."""
+        ns = namespace if namespace is not None else self.namespace(**replace)
+        exec(compile(self.tests[test_id], f"<{test_id}>", "exec"), ns)
+        return ns
+
+    def fails_with(self, test_id: str, phrase: str, **replace) -> str:
+        """Assert the test cell fails on ``replace`` with ``phrase`` in its message; return it."""
+        try:
+            self.run(test_id, **replace)
+        except AssertionError as err:
+            message = str(err)
+        else:
+            raise AssertionError(f"{test_id} passed an implementation it should reject "
+                                 f"(expected a failure naming {phrase!r})")
+        if phrase not in message:
+            raise AssertionError(f"{test_id} failed without naming {phrase!r}:\n{message}")
+        return message
