@@ -31,7 +31,11 @@ def test_both_pipelines_see_the_same_images(monkeypatch):
     dataset = bench.ToTensorDataset(x, y)
     baseline = torch.stack([dataset[i][0] for i in range(8)])  # what ToTensor makes of each item
     seen, fit = [], bench.fit
-    spy = lambda model, data, *a, **k: seen.append(data) or fit(model, data, *a, **k)  # noqa: E731
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(data)
+        return fit(model, data, *args, **kwargs)
+
     monkeypatch.setattr(bench, "fit", spy)
     bench.train_genlab(bench.MLPVAE(), x, y, torch.device("cpu"), 1, batch_size=8)
     torch.testing.assert_close(seen[0], baseline, rtol=0, atol=0)

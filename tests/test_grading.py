@@ -65,6 +65,10 @@ def _pitfall_submissions(release, source) -> dict[str, nbformat.NotebookNode]:
     del nb.cells[_test_cell_index(nb, "conv2d_matrix")]
     subs["deleted_test"] = nb
 
+    nb = fill(release, source)  # deleting the locked set-up cell the tests rely on
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "setup"]
+    subs["deleted_setup"] = nb
+
     nb = fill(release, source, {"conv2d_matrix": WRONG_MATRIX})  # editing the failing test
     nb.cells[_test_cell_index(nb, "conv2d_matrix")].source = "pass  # all good"
     subs["tampered_test"] = nb
@@ -140,6 +144,10 @@ def test_blank_release_gets_zero(course):
 def test_one_wrong_exercise_loses_exactly_its_points(course):
     total = sum(course["points"].values())
     assert _score(course, "one_wrong") == total - course["points"]["conv2d_matrix"]
+
+
+def test_deleted_locked_setup_cell_is_restored(course):
+    assert _score(course, "deleted_setup") == sum(course["points"].values())
 
 
 def test_duplicated_graded_cell_neither_aborts_nor_costs(course):

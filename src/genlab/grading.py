@@ -21,7 +21,6 @@ Student notebooks are only ever read: nbgrader copies them to ``autograded/`` an
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import fnmatch
