@@ -66,10 +66,10 @@ def test_channels_last_gives_the_same_step():
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
-def test_channels_last_defaults_off_on_cpu():
+def test_channels_last_is_the_default_for_conv_nets_on_cpu():
     model = conv_net()
     fit(model, torch.rand(8, 1, 8, 8), recon, epochs=1, **CPU)
-    assert not model[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[2].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_same_seed_same_run_other_seed_other_order():

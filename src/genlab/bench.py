@@ -8,7 +8,7 @@ Two models, each trained by two pipelines on the same images, in one run:
 Pipelines:
 
 - ``genlab``: :func:`genlab.training.fit`, the images held as one tensor on the device, batches
-  by indexing, channels-last and bf16 autocast where fit turns them on (CUDA), and fit's default
+  by indexing, channels-last for the conv VAE, bf16 autocast on CUDA, and fit's default
   optimizer, Adam with its fused kernel where PyTorch has one (the same update rule);
 - ``baseline``: what pytorch/examples ``vae/main.py`` does: a torchvision-style Dataset of uint8
   images that makes a PIL image and applies ``transforms.ToTensor()`` on every item, a
@@ -31,7 +31,7 @@ from torchvision import transforms
 
 from . import config
 from .device import describe, get_device
-from .training import _has_conv, adam, fit
+from .training import _wants_channels_last, adam, fit
 from .vae import MLPVAE, VAE, elbo_loss, vae_loss
 
 MODELS = {"mlp_vae": MLPVAE, "conv_vae": VAE}
@@ -103,10 +103,10 @@ def _source() -> str:
 
 def _genlab_label(device: torch.device, model) -> str:
     parts = [f"tensors on {device.type}", "bf16" if device.type == "cuda" else "fp32"]
+    if _wants_channels_last(model, device):
+        parts.append("channels-last")
     if adam(torch.nn.Linear(1, 1).to(device)).defaults.get("fused"):
         parts.append("fused Adam")
-    if device.type == "cuda" and _has_conv(model):
-        parts.append("channels-last")
     return f"genlab ({', '.join(parts)})"
 
 
