@@ -31,6 +31,11 @@ def offline() -> bool:
     return _flag("GENLAB_OFFLINE")
 
 
+def autograding() -> bool:
+    """True while nbgrader executes the notebook (it sets ``NBGRADER_EXECUTION``)."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
 def budget(default, fast):
     """Pick a training budget: ``fast`` in fast mode, ``default`` otherwise.
 
