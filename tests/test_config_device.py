@@ -333,3 +333,12 @@ def test_describe_default_names_cpu_when_forced(monkeypatch):
 
 def test_describe_other_device_type():
     assert device.describe(torch.device("meta")) == "meta"
+
+
+def test_model_device_reads_parameters_then_buffers_else_cpu():
+    assert device.model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert device.model_device(torch.nn.ReLU()) == torch.device("cpu")        # nothing to read
+    only_buffers = torch.nn.BatchNorm1d(3, affine=False)
+    assert device.model_device(only_buffers) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert device.model_device(torch.nn.Linear(2, 2).cuda()).type == "cuda"

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from genlab import tconv
-from genlab import authoring
-from genlab.testing import LabHarness
+from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 
 SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "01_transposed_convolution.py"
 EXERCISES = ["conv_transpose_output_size", "conv_transpose2d", "conv2d_matrix"]
@@ -28,33 +27,16 @@ def lab():
 # --------------------------------------------------------------------------- structure
 
 def test_notebook_structure(lab):
-    ids = [c for c in lab.by_id]
-    assert "setup" in ids
-    for name in EXERCISES:
-        assert lab.by_id[name]["solution"] is True
-        assert f"test_{name}" in lab.tests
-        assert "### BEGIN SOLUTION" in lab.by_id[name]["source"]
-        assert "### BEGIN HIDDEN TESTS" in lab.by_id[f"test_{name}"]["source"]
-    assert {t: lab.by_id[t]["points"] for t in lab.tests} == POINTS
-    # Graded cells appear in order: each solution right before its tests.
-    order = list(lab.by_id)
-    for name in EXERCISES:
-        assert order.index(f"test_{name}") == order.index(name) + 1
+    lab.check_structure(EXERCISES, POINTS)
 
 
 def test_model_solutions_pass_every_test_cell(lab, capsys):
-    ns = lab.namespace()
-    for test_id, source in lab.tests.items():
-        exec(compile(source, f"<{test_id}>", "exec"), ns)
+    lab.run_all()
     assert capsys.readouterr().out == ""  # test cells print nothing (no expected values leak)
 
 
 def test_visible_part_of_each_test_cell_runs_on_its_own(lab):
-    # Students run only the visible part; it must not depend on names from the hidden part.
-    for test_id in lab.tests:
-        ns = lab.namespace()
-        visible = authoring.strip_hidden(lab.by_id[test_id]["source"])
-        exec(compile(visible, f"<{test_id} visible>", "exec"), ns)
+    lab.run_visible()
 
 
 def test_model_solutions_agree_with_the_reference(lab):
@@ -78,34 +60,17 @@ def test_reference_implementations_pass_the_lab_tests(lab):
 
 # --------------------------------------------------------------------------- stubs and cheats
 
-def _stub(*args, **kwargs):
-    raise NotImplementedError()
-
-
-class AlwaysEqual:
-    def __eq__(self, other):
-        return True
-
-    def __int__(self):
-        return 0
-
-
-class EqualTensor(torch.Tensor):
-    def __eq__(self, other):
-        return True
-
-
 @pytest.mark.parametrize("test_id", list(POINTS))
 def test_stub_earns_nothing(lab, test_id):
     name = next(n for n in EXERCISES if test_id == f"test_{n}" or test_id.startswith(f"test_{n}_"))
     with pytest.raises(Exception):
-        lab.run(test_id, **{name: _stub})
+        lab.run(test_id, **{name: stub})
 
 
 def test_release_stub_fails_with_a_clear_message(lab):
     # The release replaces the solution body by `raise NotImplementedError()`.
     for name in EXERCISES:
-        msg = lab.fails_with(f"test_{name}", "not implemented yet", **{name: _stub})
+        msg = lab.fails_with(f"test_{name}", "not implemented yet", **{name: stub})
         assert "Traceback" not in msg
 
 

@@ -236,3 +236,30 @@ def test_trains_on_cuda_with_bf16_and_channels_last():
     assert history.device.startswith("cuda") and next(model.parameters()).is_cuda
     assert model[2].weight.is_contiguous(memory_format=torch.channels_last)
     assert all(math.isfinite(v) for v in history.step_losses)
+
+
+# --------------------------------------------------------------------------- predict
+
+def test_predict_matches_eval_mode_forward_in_batches_and_restores_the_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 3))
+    model.train()
+    x = torch.randn(23, 5)
+    out = training.predict(model, x, batch_size=4)     # 6 batches, the last one of 3
+    assert model.training                              # mode restored
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)                            # eval mode: no dropout, running BN stats
+    torch.testing.assert_close(out, expected)
+    assert not out.requires_grad
+
+
+def test_predict_with_a_method_and_errors():
+    model = nn.Linear(4, 2)
+    x = torch.randn(7, 4)
+    double = training.predict(model, x, lambda b: 2 * model(b), batch_size=3)
+    torch.testing.assert_close(double, 2 * model(x).detach())
+    with pytest.raises(ValueError, match="batch_size"):
+        training.predict(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="empty"):
+        training.predict(model, x[:0])

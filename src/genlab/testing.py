@@ -210,6 +210,37 @@ class LabHarness:
         exec(compile(self.tests[test_id], f"<{test_id}>", "exec"), ns)
         return ns
 
+    def check_structure(self, exercises: Iterable[str], points: dict) -> None:
+        """Each exercise has a solution cell with solution markers, followed directly by its
+        test cell ``test_<name>``, which has hidden tests; the points per test cell are
+        ``points``; a locked set-up cell ``setup`` comes first."""
+        ids = list(self.by_id)
+        assert ids and ids[0] == "setup", f"the first graded cell should be 'setup', got {ids[:1]}"
+        for name in exercises:
+            assert self.by_id.get(name, {}).get("solution"), f"{name}: no solution cell"
+            assert "### BEGIN SOLUTION" in self.by_id[name]["source"], f"{name}: no solution markers"
+            test_id = f"test_{name}"
+            assert test_id in self.tests, f"{name}: no test cell {test_id}"
+            assert "### BEGIN HIDDEN TESTS" in self.by_id[test_id]["source"], f"{test_id}: no hidden tests"
+            assert ids.index(test_id) == ids.index(name) + 1, f"{test_id} must follow {name}"
+        assert self.points == points, f"points {self.points} != {points}"
+
+    def run_all(self) -> dict:
+        """Every test cell, in order, in one namespace with the model solutions."""
+        ns = self.namespace()
+        for test_id in self.tests:
+            self.run(test_id, namespace=ns)
+        return ns
+
+    def run_visible(self) -> None:
+        """The visible part of each test cell, each in a fresh namespace: the tests a student
+        sees must run without the hidden ones."""
+        from .authoring import strip_hidden
+        for test_id in self.tests:
+            ns = self.namespace()
+            exec(compile(strip_hidden(self.by_id[test_id]["source"]), f"<{test_id} visible>",
+                         "exec"), ns)
+
     def fails_with(self, test_id: str, phrase: str, **replace) -> str:
         """Assert the test cell fails on ``replace`` with ``phrase`` in its message; return it."""
         try:
@@ -222,3 +253,32 @@ class LabHarness:
         if phrase not in message:
             raise AssertionError(f"{test_id} failed without naming {phrase!r}:\n{message}")
         return message
+
+
+# ------------------------------------------------------------------------------------------
+# Stand-ins for submissions, for the repository's tests of the test cells
+# ------------------------------------------------------------------------------------------
+
+def stub(*args, **kwargs):
+    """What the released notebook holds before a student writes anything."""
+    raise NotImplementedError()
+
+
+class AlwaysEqual:
+    """A cheat: an object that claims to equal everything."""
+
+    def __eq__(self, other):
+        return True
+
+    def __float__(self):
+        return 0.0
+
+    def __int__(self):
+        return 0
+
+
+class EqualTensor(torch.Tensor):
+    """A cheat: a tensor subclass whose ``==`` always says True."""
+
+    def __eq__(self, other):
+        return True

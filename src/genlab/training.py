@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import config
-from .device import get_device
+from .device import get_device, model_device
 
 
 @dataclass
@@ -77,15 +77,10 @@ def _to_memory_format(tensors, channels_last: bool):
     return tuple(t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in tensors)
 
 
-def _model_device(model: nn.Module) -> torch.device | None:
-    p = next(model.parameters(), None)
-    return None if p is None else p.device
-
-
 def _place_model(model, device, optimizer):
     """Move ``model`` to ``device``; refuse when an optimizer already holds state elsewhere."""
-    current = _model_device(model)
-    if current is not None and current != device and optimizer is not None and optimizer.state:
+    current = model_device(model)
+    if current != device and optimizer is not None and optimizer.state:
         raise ValueError(f"the model is on {current} but device {device} was asked for, and the "
                          f"optimizer already holds state on {current}; move the model before "
                          f"creating the optimizer, or pass device={str(current)!r}")
@@ -222,7 +217,7 @@ def evaluate(model: nn.Module, data, loss_fn, batch_size: int = 512):
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     tensors = _as_tensors(data)
-    device = _model_device(model) or torch.device("cpu")
+    device = model_device(model)
     tensors = tuple(t.to(device) for t in tensors)
     totals, was_training = {}, model.training
     model.eval()
@@ -236,3 +231,23 @@ def evaluate(model: nn.Module, data, loss_fn, batch_size: int = 512):
     n = len(tensors[0])
     result = {name: float(total) / n for name, total in totals.items()}
     return result if len(result) > 1 else result["loss"]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, fn=None, batch_size: int = 1000) -> torch.Tensor:
+    """``fn(batch)`` (default ``model(batch)``) over ``x`` in batches on the model's device, in
+    eval mode without gradients; the result is on ``x``'s device. The model's train/eval mode
+    is restored afterwards, e.g. ``predict(model, x_test, model.encode)`` for all the codes."""
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    fn = model if fn is None else fn
+    device, was_training = model_device(model), model.training
+    model.eval()
+    try:
+        parts = [fn(x[i:i + batch_size].to(device)).to(x.device)
+                 for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    if not parts:
+        raise ValueError("predict() got no inputs (x is empty)")
+    return torch.cat(parts)
