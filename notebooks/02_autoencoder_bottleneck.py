@@ -134,20 +134,14 @@ def reconstruction_loss(x_hat, x):
 
 # %% test test_reconstruction_loss points=2
 import torch
-from genlab.testing import CheckFailed, check_close, check_tensor, devices
+from genlab.testing import CheckFailed, attempt, check_close, check_tensor, devices
 
 
 def _rl_call(x_hat, x):
     """Call the student's function; turn an unexpected error into a readable failure."""
     what = f"reconstruction_loss(x_hat, x) for images of shape {tuple(x.shape)}, {x.dtype}"
-    try:
-        return what, reconstruction_loss(x_hat, x)
-    except NotImplementedError:
-        raise CheckFailed(f"{what}: not implemented yet (replace `raise NotImplementedError()` "
-                          "with your code)") from None
-    except Exception as err:
-        raise CheckFailed(f"{what}: raised {type(err).__name__}: {err}\n  Hint: x_hat and x "
-                          "are image batches (N, C, H, W) of the same shape") from None
+    return what, attempt(what, reconstruction_loss, x_hat, x,
+                         hint="x_hat and x are image batches (N, C, H, W) of the same shape")
 
 
 def _rl_check(x_hat, x):
@@ -327,21 +321,12 @@ class Autoencoder(nn.Module):
 # %% test test_Autoencoder points=3
 import torch
 import torch.nn as nn
-from genlab.testing import CheckFailed, check_close, check_tensor, devices
+from genlab.testing import CheckFailed, attempt, check_close, check_tensor, devices
 
 
 def _ae_call(fn, what, *args):
-    """Call the student's code; turn an unexpected error into a readable failure."""
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise CheckFailed(f"{what}: not implemented yet (replace `raise NotImplementedError()` "
-                          "with your code)") from None
-    except CheckFailed:
-        raise
-    except Exception as err:
-        raise CheckFailed(f"{what}: raised {type(err).__name__}: {err}\n  Hint: encode takes "
-                          "images (N, 1, 28, 28), decode takes codes (N, latent_dim)") from None
+    return attempt(what, fn, *args,
+                   hint="encode takes images (N, 1, 28, 28), decode takes codes (N, latent_dim)")
 
 
 def _ae_build(latent_dim, seed=0):
@@ -524,7 +509,7 @@ import copy
 import math
 import torch
 import torch.nn as nn
-from genlab.testing import CheckFailed, check_close, devices
+from genlab.testing import CheckFailed, attempt, check_close, devices
 
 
 class _TinyAE(nn.Module):
@@ -557,14 +542,8 @@ def _tr_call(model, data, epochs, **kwargs):
     """Call the student's train_autoencoder; check that it returns `epochs` floats."""
     args = ", ".join([f"epochs={epochs}"] + [f"{k}={v}" for k, v in kwargs.items()])
     what = f"train_autoencoder(model, data, {args})"
-    try:
-        losses = train_autoencoder(model, data, epochs, **kwargs)
-    except NotImplementedError:
-        raise CheckFailed(f"{what}: not implemented yet (replace `raise NotImplementedError()` "
-                          "with your code)") from None
-    except Exception as err:
-        raise CheckFailed(f"{what}: raised {type(err).__name__}: {err}\n  Hint: data is a tensor "
-                          "of images or a pair (images, labels)") from None
+    losses = attempt(what, train_autoencoder, model, data, epochs, **kwargs,
+                     hint="data is a tensor of images or a pair (images, labels)")
     if isinstance(losses, torch.Tensor) or not isinstance(losses, list):
         raise CheckFailed(f"{what}: returned a {type(losses).__name__}\n  Hint: return a list "
                           "of Python floats, one per epoch (fit's history.epoch_losses)")
@@ -734,7 +713,7 @@ def pca_reconstruct(x_train, x_test, k):
 
 # %% test test_pca_reconstruct points=3
 import torch
-from genlab.testing import CheckFailed, check_close, check_tensor, devices
+from genlab.testing import CheckFailed, attempt, check_close, check_tensor, devices
 
 
 def _pca_data(n, shape, rank=6, seed=0, dtype=torch.float32):
@@ -798,14 +777,8 @@ def _pca_check(x_train, x_test, k):
     what = (f"pca_reconstruct(x_train {tuple(x_train.shape)}, x_test {tuple(x_test.shape)}, "
             f"k={k}), {str(x_test.dtype).replace('torch.', '')} on {x_test.device.type}")
     train_before, test_before = x_train.clone(), x_test.clone()
-    try:
-        out = pca_reconstruct(x_train, x_test, k)
-    except NotImplementedError:
-        raise CheckFailed(f"{what}: not implemented yet (replace `raise NotImplementedError()` "
-                          "with your code)") from None
-    except Exception as err:
-        raise CheckFailed(f"{what}: raised {type(err).__name__}: {err}\n  Hint: x_train and "
-                          "x_test are batches (N, ...) with the same per-sample shape") from None
+    out = attempt(what, pca_reconstruct, x_train, x_test, k,
+                  hint="x_train and x_test are batches (N, ...) with the same per-sample shape")
     if not torch.equal(x_train, train_before) or not torch.equal(x_test, test_before):
         raise CheckFailed(f"{what}: the inputs were changed\n  Hint: this looks like centring "
                           "in place (x -= mean); compute x - mean into a new tensor")

@@ -61,7 +61,7 @@
 # %% [markdown]
 # ## Set-up
 #
-# The first cell is locked because the tests rely on it. Besides the imports it defines `attempt`,
+# The first cell is locked because the tests rely on it. Besides the imports it brings `attempt`,
 # which the test cells use to call your functions: a missing function or a crash becomes a short
 # failure message instead of a long traceback.
 # %% readonly setup
@@ -72,23 +72,10 @@ from torch import nn
 
 from genlab import budget, fast_mode, get_device, seed_everything
 from genlab.autoencoder import Autoencoder, reconstruction_loss
-from genlab.testing import CheckFailed
+from genlab.testing import CheckFailed, attempt
 
 seed_everything(0)
 torch.set_printoptions(precision=3, sci_mode=False)
-
-
-def attempt(what, fn, *args, **kwargs):
-    """Call ``fn(*args, **kwargs)`` for a test; report a stub or a crash as a readable failure."""
-    try:
-        return fn(*args, **kwargs)
-    except CheckFailed:
-        raise
-    except NotImplementedError:
-        raise CheckFailed(f"{what}: not implemented yet (replace `raise NotImplementedError()` "
-                          "with your code)") from None
-    except Exception as err:
-        raise CheckFailed(f"{what}: raised {type(err).__name__}: {err}") from None
 
 # %% [markdown]
 # The data: MNIST digits as float tensors `(N, 1, 28, 28)` with pixels in $[0, 1]$ (without a

@@ -119,6 +119,22 @@ def check_number(actual, expected: float, what: str, *, rel: float = 1e-6, abs_:
     _fail(what, f"wrong value (got {actual!r})", hint)
 
 
+def attempt(what: str, fn: Callable, *args, hint: str | None = None, **kwargs):
+    """Call ``fn(*args, **kwargs)`` inside a test; a stub (``NotImplementedError``) or a crash
+    becomes a short :class:`CheckFailed` naming ``what`` (and ``hint`` for a crash) instead of
+    a long traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except CheckFailed:
+        raise
+    except NotImplementedError:
+        raise CheckFailed(f"{what}: not implemented yet (replace `raise NotImplementedError()` "
+                          "with your code)") from None
+    except Exception as err:
+        message = f"{what}: raised {type(err).__name__}: {err}"
+        raise CheckFailed(message + (f"\n  Hint: {hint}" if hint else "")) from None
+
+
 def check_raises(fn: Callable[[], object], exception: type[BaseException], what: str,
                  hint: str | None = None) -> None:
     """Check that ``fn()`` raises ``exception`` (a clear error for bad input)."""
