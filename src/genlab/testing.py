@@ -227,18 +227,22 @@ class LabHarness:
         return ns
 
     def check_structure(self, exercises: Iterable[str], points: dict) -> None:
-        """Each exercise has a solution cell with solution markers, followed directly by its
-        test cell ``test_<name>``, which has hidden tests; the points per test cell are
-        ``points``; a locked set-up cell ``setup`` comes first."""
+        """A locked set-up cell ``setup`` comes first; each exercise has a solution cell with
+        solution markers, followed directly by its test cells (``test_<name>``, then any
+        ``test_<name>_<suffix>``), each with hidden tests; the points per test cell are
+        ``points``."""
         ids = list(self.by_id)
         assert ids and ids[0] == "setup", f"the first graded cell should be 'setup', got {ids[:1]}"
         for name in exercises:
             assert self.by_id.get(name, {}).get("solution"), f"{name}: no solution cell"
             assert "### BEGIN SOLUTION" in self.by_id[name]["source"], f"{name}: no solution markers"
-            test_id = f"test_{name}"
-            assert test_id in self.tests, f"{name}: no test cell {test_id}"
-            assert "### BEGIN HIDDEN TESTS" in self.by_id[test_id]["source"], f"{test_id}: no hidden tests"
-            assert ids.index(test_id) == ids.index(name) + 1, f"{test_id} must follow {name}"
+            tests = [t for t in self.tests if t == f"test_{name}" or t.startswith(f"test_{name}_")]
+            assert tests and tests[0] == f"test_{name}", f"{name}: no test cell test_{name}"
+            for offset, test_id in enumerate(tests, start=1):
+                assert ids.index(test_id) == ids.index(name) + offset, \
+                    f"{test_id} must follow {name} directly"
+                assert "### BEGIN HIDDEN TESTS" in self.by_id[test_id]["source"], \
+                    f"{test_id}: no hidden tests"
         assert self.points == points, f"points {self.points} != {points}"
 
     def run_all(self) -> dict:
