@@ -1,1 +1,288 @@
-"""Reference implementations for lab dcgan (see ../shared/CURRICULUM.md). Arrives with its lab."""
+"""Reference implementations for lab 07_dcgan (topic ``dcgan``).
+
+A generative adversarial network (Goodfellow et al. 2014) trains two networks against each other:
+a generator ``G`` that turns noise ``z`` into images and a discriminator ``D`` that tells real
+images from generated ones. DCGAN (Radford, Metz and Chintala 2016) is the set of architecture
+rules that made this game train reliably on images.
+
+Graded (the contract of ``shared/CURRICULUM.md``):
+
+- :class:`Generator` -- ``z (N, nz) -> (N, 1, 28, 28)`` in [-1, 1];
+- :class:`Discriminator` -- ``(N, 1, 28, 28) -> logits (N,)``;
+- :func:`dcgan_weights_init` -- conv weights ~ N(0, 0.02), batch-norm weights ~ N(1, 0.02), biases 0;
+- :func:`discriminator_loss`, :func:`generator_loss` -- the two BCE losses, on logits;
+- :func:`gan_train_step` -- one discriminator update, then one generator update.
+
+Helpers: :func:`to_gan_range` / :func:`from_gan_range`, :func:`make_dcgan`, :func:`train_gan`
+(genlab's :func:`~genlab.training.fit` with a two-optimizer step), :func:`generate`,
+:func:`slerp`.
+
+Images are in [-1, 1] throughout (the generator ends in tanh); real digits in [0, 1] are mapped
+with ``2 x - 1``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .training import fit
+
+__all__ = ["Generator", "Discriminator", "dcgan_weights_init", "discriminator_loss",
+           "generator_loss", "gan_train_step", "to_gan_range", "from_gan_range", "make_dcgan",
+           "adam_gan", "GANHistory", "train_gan", "generate", "slerp"]
+
+
+def _as_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The two networks
+# --------------------------------------------------------------------------------------------
+
+class Generator(nn.Module):
+    """DCGAN generator for 28x28 digits.
+
+    ``z (N, nz)`` -> project to ``2*ngf x 7 x 7`` (a transposed conv on a 1x1 "image") ->
+    ``ngf x 14 x 14`` -> ``1 x 28 x 28``. Batch norm and ReLU after every layer except the last,
+    which has tanh (Radford et al.); no bias before batch norm (it would cancel).
+    """
+
+    def __init__(self, nz: int = 64, ngf: int = 64):
+        super().__init__()
+        self.nz, self.ngf = _as_positive_int(nz, "nz"), _as_positive_int(ngf, "ngf")
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(nz, 2 * ngf, 7, 1, 0, bias=False),       # 1x1 -> 7x7
+            nn.BatchNorm2d(2 * ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1, bias=False),      # 7x7 -> 14x14
+            nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, 1, 4, 2, 1),                        # 14x14 -> 28x28
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"z must be a torch.Tensor, got {type(z).__name__}")
+        if z.dim() == 4 and z.shape[2:] == (1, 1):
+            z = z.flatten(1)
+        if z.dim() != 2 or z.shape[1] != self.nz:
+            raise ValueError(f"z must have shape (N, {self.nz}), got {tuple(z.shape)}")
+        return self.net(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator for 28x28 digits: strided convs, LeakyReLU(0.2), no pooling.
+
+    ``1 x 28 x 28`` -> ``ndf x 14 x 14`` -> ``2*ndf x 7 x 7`` (with batch norm) -> one logit per
+    image from a 7x7 conv. No batch norm on the input layer (Radford et al.).
+    """
+
+    def __init__(self, ndf: int = 64):
+        super().__init__()
+        self.ndf = _as_positive_int(ndf, "ndf")
+        self.net = nn.Sequential(
+            nn.Conv2d(1, ndf, 4, 2, 1),                                 # 28 -> 14
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=False),               # 14 -> 7
+            nn.BatchNorm2d(2 * ndf), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * ndf, 1, 7, 1, 0),                             # 7 -> 1
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(f"x must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
+        return self.net(x).flatten()
+
+
+def dcgan_weights_init(module: nn.Module) -> None:
+    """Radford et al.'s initialization, for ``model.apply(dcgan_weights_init)``: conv and
+    transposed-conv weights ~ N(0, 0.02), batch-norm weights ~ N(1, 0.02), biases 0."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
+                           nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+# --------------------------------------------------------------------------------------------
+# Losses and the training step
+# --------------------------------------------------------------------------------------------
+
+def _check_logits(logits, name: str) -> None:
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise TypeError(f"{name} must be floating point (logits), got {logits.dtype}")
+    if logits.dim() != 1 or len(logits) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D tensor of logits (N,), "
+                         f"got shape {tuple(logits.shape)}")
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """``BCE(D(x), 1) + BCE(D(G(z)), 0)``, each a batch mean, from logits:
+    ``mean(softplus(-real)) + mean(softplus(fake))``."""
+    _check_logits(real_logits, "real_logits")
+    _check_logits(fake_logits, "fake_logits")
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss ``BCE(D(G(z)), 1) = mean(softplus(-fake))``."""
+    _check_logits(fake_logits, "fake_logits")
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def gan_train_step(G: nn.Module, D: nn.Module, opt_g, opt_d, real: torch.Tensor,
+                   z: torch.Tensor) -> tuple[float, float]:
+    """One discriminator update on ``real`` and the detached ``G(z)``, then one generator update
+    through the updated discriminator. Returns ``(d_loss, g_loss)`` as floats. Gradients are
+    cleared before each backward pass and D's are cleared at the end, so nothing stale is left."""
+    fake = G(z)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss = discriminator_loss(D(real), D(fake.detach()))   # detach: this step must not reach G
+    d_loss.backward()
+    opt_d.step()
+
+    opt_g.zero_grad(set_to_none=True)
+    g_loss = generator_loss(D(fake))                         # through the *updated* D
+    g_loss.backward()
+    opt_g.step()
+    opt_d.zero_grad(set_to_none=True)  # the G step left gradients in D; do not leave them around
+    return d_loss.item(), g_loss.item()
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for the experiment
+# --------------------------------------------------------------------------------------------
+
+def to_gan_range(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] -> [-1, 1]."""
+    return x * 2 - 1
+
+
+def from_gan_range(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> [0, 1] (clamped)."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def make_dcgan(nz: int = 64, ngf: int = 64, ndf: int = 64, device=None, seed: int | None = 0):
+    """``(G, D)`` with :func:`dcgan_weights_init` applied, on ``device`` (default CPU)."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        G, D = Generator(nz, ngf), Discriminator(ndf)
+        G.apply(dcgan_weights_init)
+        D.apply(dcgan_weights_init)
+    return G.to(device or "cpu"), D.to(device or "cpu")
+
+
+def adam_gan(model: nn.Module, lr: float = 2e-4, beta1: float = 0.5) -> torch.optim.Adam:
+    """Adam with Radford et al.'s settings: learning rate 2e-4, beta1 = 0.5."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(beta1, 0.999))
+
+
+class _Pair(nn.Module):
+    """G and D in one module, so that :func:`~genlab.training.fit` moves both."""
+
+    def __init__(self, G, D):
+        super().__init__()
+        self.G, self.D = G, D
+
+
+@dataclass
+class GANHistory:
+    """What :func:`train_gan` measured: per-step losses, snapshots of ``G(fixed_z)``."""
+    d_losses: list[float] = field(default_factory=list)
+    g_losses: list[float] = field(default_factory=list)
+    steps_per_epoch: int = 0
+    snapshots: list[torch.Tensor] = field(default_factory=list)  # in [-1, 1], on the CPU
+    snapshot_epochs: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """``G(z)`` in eval mode (batch norm uses its running statistics), in batches; the
+    generator's train/eval mode is restored afterwards. Returns images in [-1, 1] on z's device."""
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        out = torch.cat([G(chunk.to(device)) for chunk in z.split(batch_size)])
+    finally:
+        G.train(was_training)
+    return out.to(z.device).contiguous()
+
+
+def train_gan(G: nn.Module, D: nn.Module, x: torch.Tensor, epochs: int, *, batch_size: int = 64,
+              lr: float = 2e-4, beta1: float = 0.5, step=gan_train_step,
+              fixed_z: torch.Tensor | None = None, snapshots_per_epoch: int = 1,
+              seed: int = 0, device=None, progress: bool | None = None,
+              desc: str = "DCGAN") -> GANHistory:
+    """Train ``G`` and ``D`` on real images ``x`` in [0, 1] with ``step(G, D, opt_g, opt_d,
+    real, z)`` (default :func:`gan_train_step`), through :func:`genlab.training.fit`.
+
+    The real batches are mapped to [-1, 1]; ``z`` is standard normal, drawn from a generator
+    seeded with ``seed``. ``G(fixed_z)`` is recorded ``snapshots_per_epoch`` times per epoch
+    (and once before training).
+    """
+    from .device import get_device
+    device = torch.device(device) if device is not None else get_device()
+    G.to(device), D.to(device)
+    opt_g, opt_d = adam_gan(G, lr, beta1), adam_gan(D, lr, beta1)
+    nz = G.nz if hasattr(G, "nz") else None
+    history = GANHistory(steps_per_epoch=math.ceil(len(x) / batch_size))
+    every = max(1, history.steps_per_epoch // max(1, snapshots_per_epoch))
+    noise = torch.Generator(device="cpu").manual_seed(seed)
+
+    def snapshot(step_count):
+        if fixed_z is not None:
+            history.snapshots.append(generate(G, fixed_z.to(device)).cpu())
+            history.snapshot_epochs.append(step_count / history.steps_per_epoch)
+
+    def step_fn(model, real, _optimizer):
+        size = nz if nz is not None else fixed_z.shape[1]
+        z = torch.randn(len(real), size, generator=noise).to(device)
+        d_loss, g_loss = step(G, D, opt_g, opt_d, to_gan_range(real), z)
+        history.d_losses.append(float(d_loss))
+        history.g_losses.append(float(g_loss))
+        done = len(history.d_losses)
+        if done % every == 0 or done % history.steps_per_epoch == 0:
+            snapshot(done)
+        return torch.tensor(float(d_loss)), {"g_loss": float(g_loss)}
+
+    snapshot(0)
+    start = time.perf_counter()
+    fit(_Pair(G, D), x, step_fn=step_fn, epochs=epochs, batch_size=batch_size, device=device,
+        generator=seed, progress=progress, desc=desc)
+    history.seconds = time.perf_counter() - start
+    history.images_per_second = len(x) * epochs / history.seconds
+    return history
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` points on the great circle from ``a`` to ``b`` (both ``(nz,)``), ``(steps, nz)``.
+
+    For Gaussian codes, spherical interpolation keeps the norm typical of N(0, I) samples; a
+    straight line passes through codes of unusually small norm (White 2016).
+    """
+    steps = _as_positive_int(steps, "steps")
+    t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device)[:, None]
+    cos = F.cosine_similarity(a, b, dim=0).clamp(-1 + 1e-7, 1 - 1e-7)
+    omega = torch.arccos(cos)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
