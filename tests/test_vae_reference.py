@@ -124,3 +124,108 @@ def test_sample_prior_and_interpolate():
     assert line.shape == (5, 1, 28, 28)
     ends = torch.sigmoid(model.decode(model.encode(torch.stack([x_a, x_b[0]]))[0]))
     torch.testing.assert_close(line[[0, -1]], ends)
+
+
+# --------------------------------------------------------------------------- consistency of the sampler and the KL
+
+def test_reparameterize_samples_have_variance_exp_logvar_per_dimension():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(1, 4, generator=g, dtype=torch.float64), torch.randn(1, 4, generator=g, dtype=torch.float64)
+    torch.manual_seed(1)
+    z = vae.reparameterize(mu.expand(100_000, 4), logvar.expand(100_000, 4))
+    var = logvar.exp()[0]
+    torch.testing.assert_close(z.mean(0), mu[0], atol=(5 * var.sqrt() / 300).max().item(), rtol=0)
+    torch.testing.assert_close(z.var(0), var, rtol=0.03, atol=0)   # the variance is exp(logvar)
+
+
+def test_kl_equals_the_monte_carlo_kl_of_the_reparameterized_samples():
+    """The KL term and the sampler read logvar the same way: the closed form equals
+    E_q[log q(z) - log p(z)] estimated from reparameterize's own samples."""
+    mu = torch.tensor([[0.5, -1.0, 0.0, 2.0]], dtype=torch.float64)
+    logvar = torch.tensor([[0.2, -1.5, 1.0, -3.0]], dtype=torch.float64)
+    n = 400_000
+    torch.manual_seed(2)
+    z = vae.reparameterize(mu.expand(n, 4), logvar.expand(n, 4))
+    q = Normal(mu, torch.exp(0.5 * logvar))
+    log_ratio = (q.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1)
+    stderr = log_ratio.std().item() / math.sqrt(n)
+    closed = vae.kl_to_standard_normal(mu, logvar).item()
+    assert abs(log_ratio.mean().item() - closed) < 5 * stderr
+    buggy = (-logvar + 0.5 * (torch.exp(2 * logvar) + mu ** 2) - 0.5).sum().item()  # logvar as log-std
+    assert abs(log_ratio.mean().item() - buggy) > 50 * stderr
+
+
+def test_elbo_kl_uses_the_samplers_sigma_in_a_trained_direction():
+    """Gradient descent on the KL alone drives q to N(0, I): mu -> 0 and logvar -> 0 (sigma 1)."""
+    mu = torch.tensor([[1.5, -0.5]], requires_grad=True)
+    logvar = torch.tensor([[1.0, -2.0]], requires_grad=True)
+    optimizer = torch.optim.SGD([mu, logvar], lr=0.2)
+    for _ in range(300):
+        optimizer.zero_grad()
+        vae.kl_to_standard_normal(mu, logvar).sum().backward()
+        optimizer.step()
+    torch.testing.assert_close(mu.detach(), torch.zeros(1, 2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(logvar.detach(), torch.zeros(1, 2), atol=1e-4, rtol=0)
+
+
+def test_box_muller_moments_in_float32():
+    g = torch.Generator().manual_seed(4)
+    u1, u2 = 1.0 - torch.rand(200_000, generator=g), torch.rand(200_000, generator=g)
+    z1, z2 = vae.box_muller(u1, u2)
+    assert z1.dtype == torch.float32 and z1.shape == u1.shape
+    for z in (z1.double(), z2.double()):
+        assert abs(z.mean().item()) < 0.01
+        assert abs(z.var().item() - 1) < 0.015
+        assert abs(stats.skew(z.numpy())) < 0.03 and abs(stats.kurtosis(z.numpy())) < 0.06
+        assert stats.normaltest(z.numpy()).pvalue > 1e-4
+
+
+def test_elbo_loss_per_image_sum_and_batch_mean_with_beta():
+    n = 4
+    logits, x = torch.randn(n, 1, 28, 28), torch.rand(n, 1, 28, 28)
+    mu, logvar = torch.randn(n, 5), torch.randn(n, 5)
+    loss, recon, kl = vae.elbo_loss(logits, x, mu, logvar, beta=0.0)
+    torch.testing.assert_close(loss, recon)
+    manual = sum(F.binary_cross_entropy_with_logits(logits[i], x[i], reduction="sum") for i in range(n)) / n
+    torch.testing.assert_close(recon, manual)
+    assert recon > 700 * 0.1   # a sum over 784 pixels, not a mean (which would be < 5)
+
+
+# --------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("call, error", [
+    (lambda: vae.box_muller(torch.rand(3), torch.rand(4)), ValueError),
+    (lambda: vae.box_muller(torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.long)), TypeError),
+    (lambda: vae.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4)), ValueError),
+    (lambda: vae.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3)), ValueError),
+    (lambda: vae.kl_to_standard_normal(torch.zeros(2, 3), torch.zeros(3, 2)), ValueError),
+    (lambda: vae.kl_to_standard_normal([0.0], [0.0]), TypeError),
+    (lambda: vae.elbo_loss(torch.zeros(2, 784), torch.zeros(2, 1, 28, 28), torch.zeros(2, 3),
+                           torch.zeros(2, 3)), ValueError),
+    (lambda: vae.elbo_loss(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 28, 28), torch.zeros(3, 3),
+                           torch.zeros(3, 3)), ValueError),
+    (lambda: vae.sample_prior(vae.VAE(2), 0), ValueError),
+    (lambda: vae.interpolate(vae.VAE(2), torch.rand(1, 28, 28), torch.rand(1, 28, 28), 1), ValueError),
+    (lambda: vae.interpolate(vae.VAE(2), torch.rand(2, 1, 28, 28), torch.rand(1, 28, 28), 3), ValueError),
+])
+def test_bad_input_gets_a_clear_error(call, error):
+    with pytest.raises(error):
+        call()
+
+
+# --------------------------------------------------------------------------- devices
+
+@pytest.mark.gpu
+def test_functions_return_on_the_input_device():
+    dev = torch.device("cuda")
+    u1, u2 = 1 - torch.rand(5, device=dev), torch.rand(5, device=dev)
+    assert all(z.device.type == "cuda" for z in vae.box_muller(u1, u2))
+    mu, logvar = torch.randn(3, 2, device=dev), torch.randn(3, 2, device=dev)
+    assert vae.reparameterize(mu, logvar).device.type == "cuda"
+    assert vae.kl_to_standard_normal(mu, logvar).device.type == "cuda"
+    model = vae.VAE(2).to(dev)
+    assert vae.sample_prior(model, 3, generator=torch.Generator().manual_seed(0)).device.type == "cuda"
+    x = torch.rand(1, 1, 28, 28, device=dev)
+    assert vae.interpolate(model, x, x, 4).device.type == "cuda"
+    logits, mu, logvar = model(x)
+    assert all(t.device.type == "cuda" for t in vae.elbo_loss(logits, x, mu, logvar))

@@ -13,8 +13,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _check_float(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
+def _check_same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
+    _check_float(a_name, a)
+    _check_float(b_name, b)
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} and {b_name} must have the same shape, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+
+
 def box_muller(u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent standard normals from independent uniforms ``u1`` in (0, 1] and ``u2``."""
+    """Two independent standard normals from independent uniforms ``u1`` in (0, 1] and ``u2``.
+
+    ``z1 = sqrt(-2 log u1) cos(2 pi u2)``, ``z2 = sqrt(-2 log u1) sin(2 pi u2)``.
+    """
+    _check_same_shape("u1", u1, "u2", u2)
     radius = torch.sqrt(-2.0 * torch.log(u1))
     angle = 2.0 * math.pi * u2
     return radius * torch.cos(angle), radius * torch.sin(angle)
@@ -27,13 +46,19 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
     The randomness sits in ``eps`` alone, so gradients flow to ``mu`` (dz/dmu = 1) and to sigma
     (dz/dsigma = eps).
     """
+    _check_same_shape("mu", mu, "logvar", logvar)
     if eps is None:
-        eps = torch.randn_like(mu)
+        eps = torch.randn_like(mu)  # one draw per element (and per batch row), on mu's device
+    elif eps.shape != mu.shape:
+        raise ValueError(f"eps must have the shape of mu {tuple(mu.shape)}, got {tuple(eps.shape)}")
     return mu + torch.exp(0.5 * logvar) * eps
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Per-sample ``KL(N(mu, diag(exp(logvar))) || N(0, I))``, summed over the last dimension."""
+    _check_same_shape("mu", mu, "logvar", logvar)
+    if mu.dim() == 0:
+        raise ValueError("mu and logvar need a latent dimension (the last one); got 0-d tensors")
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
@@ -45,6 +70,11 @@ def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: t
     the decoder's logits (stable, unlike ``sigmoid`` then ``log``); ``kl`` is the batch mean of
     :func:`kl_to_standard_normal`.
     """
+    _check_same_shape("logits", logits, "x", x)
+    _check_same_shape("mu", mu, "logvar", logvar)
+    if logits.dim() < 2 or mu.dim() != 2 or len(mu) != len(x):
+        raise ValueError(f"expected a batch: logits/x (N, ...) and mu/logvar (N, D), got "
+                         f"{tuple(logits.shape)} and {tuple(mu.shape)}")
     recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
     kl = kl_to_standard_normal(mu, logvar).mean()
     return recon + beta * kl, recon, kl
@@ -134,6 +164,8 @@ def sample_prior(model: nn.Module, n: int,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` images in [0, 1] decoded from ``z ~ N(0, I)`` (``model.latent_dim`` dimensions),
     on the model's device; ``generator`` (on any device) makes the draw reproducible."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
     where = generator.device if generator is not None else _device(model)
     z = torch.randn(n, model.latent_dim, generator=generator, device=where)
     return torch.sigmoid(model.decode(z.to(_device(model))))
@@ -142,7 +174,16 @@ def sample_prior(model: nn.Module, n: int,
 @torch.no_grad()
 def interpolate(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, steps: int) -> torch.Tensor:
     """Decode ``steps`` evenly spaced points on the line from the posterior mean of image ``x_a``
-    to that of ``x_b`` (each ``(1, 28, 28)`` or ``(1, 1, 28, 28)``); images in [0, 1]."""
+    to that of ``x_b`` (each ``(1, 28, 28)`` or ``(1, 1, 28, 28)``); images in [0, 1].
+    The first image decodes ``x_a``'s mean, the last ``x_b``'s."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2 (the two ends are included), got {steps!r}")
+    _check_float("x_a", x_a)
+    _check_float("x_b", x_b)
+    if x_a.numel() != x_b.numel() or x_a.dim() < 3 or x_a.dim() > 4 or x_b.dim() < 3 or x_b.dim() > 4 \
+            or x_a.shape[-3:] != x_b.shape[-3:] or x_a.numel() != math.prod(x_a.shape[-3:]):
+        raise ValueError(f"x_a and x_b must each be one image, (C, H, W) or (1, C, H, W); got "
+                         f"{tuple(x_a.shape)} and {tuple(x_b.shape)}")
     x = torch.stack([x_a.reshape(x_a.shape[-3:]), x_b.reshape(x_b.shape[-3:])])
     mu, _ = model.encode(x)
     t = torch.linspace(0.0, 1.0, steps, device=mu.device).unsqueeze(1)
