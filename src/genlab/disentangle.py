@@ -1,1 +1,304 @@
-"""Reference implementations for lab disentangle (see ../shared/CURRICULUM.md). Arrives with its lab."""
+"""Reference implementations for lab 06_beta_vae (see shared/CURRICULUM.md), the 64x64 β-VAE
+for dSprites, and two disentanglement metrics: MIG (an exercise) and the BetaVAE score.
+
+The metrics follow google-research/disentanglement_lib (``evaluation/metrics/mig.py``,
+``beta_vae.py`` and ``utils.py``): codes are the posterior means; MIG discretizes each code
+dimension into 20 equal-width bins between its own minimum and maximum, on 10,000 points drawn
+uniformly from the factors; the BetaVAE score trains a logistic regression on 10,000 and tests
+it on 5,000 points, each the mean absolute difference of 64 pairs of codes that share one factor.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from . import dsprites
+from .device import model_device
+from .training import predict
+from .vae import elbo_loss, reparameterize
+
+__all__ = ["beta_vae_loss", "kl_per_dimension", "active_units", "latent_traversal",
+           "mutual_information_gap", "discretize", "mutual_info_matrix", "factor_entropy",
+           "mig_per_factor", "ConvBetaVAE", "encode_means", "mig_of_model", "betavae_score",
+           "capacity_loss"]
+
+
+# --------------------------------------------------------------------------- exercises
+
+def beta_vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                  beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(recon + beta * kl, recon, kl)`` in nats per image, with lab 04's semantics: recon is the
+    batch mean of each image's summed Bernoulli cross-entropy (from logits), kl the batch mean of
+    ``KL(q(z|x) || N(0, I))`` summed over the latent dimensions."""
+    if logits.shape != x.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and x {tuple(x.shape)} must have the "
+                         "same shape")
+    if mu.shape != logvar.shape or mu.dim() != 2 or len(mu) != len(x):
+        raise ValueError(f"mu and logvar must both be (N, D) with N = {len(x)}, got "
+                         f"{tuple(mu.shape)} and {tuple(logvar.shape)}")
+    return elbo_loss(logits, x, mu, logvar, beta)
+
+
+def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``(D,)``: for each latent dimension j, the batch mean of
+    ``KL(N(mu_j, exp(logvar_j)) || N(0, 1)) = 0.5 (mu_j² + exp(logvar_j) - 1 - logvar_j)``.
+    The entries sum to the batch mean of :func:`genlab.vae.kl_to_standard_normal`."""
+    if mu.shape != logvar.shape or mu.dim() != 2:
+        raise ValueError(f"mu and logvar must both be (N, D), got {tuple(mu.shape)} and "
+                         f"{tuple(logvar.shape)}")
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)
+
+
+def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
+    """How many latent dimensions are *active* (Burda et al. 2016): those whose posterior mean
+    varies over the data, ``Var_x[mu_j(x)] > threshold`` (unbiased variance over the rows of
+    ``mu``, one row per data point)."""
+    if mu.dim() != 2 or len(mu) < 2:
+        raise ValueError(f"mu must be (N, D) with N >= 2, got {tuple(mu.shape)}")
+    return int((mu.detach().var(0) > threshold).sum().item())
+
+
+@torch.no_grad()
+def latent_traversal(model: nn.Module, x: torch.Tensor, dim: int, values) -> torch.Tensor:
+    """Decode image ``x``'s posterior mean with latent dimension ``dim`` set to each of ``values``
+    in turn: ``(len(values), C, H, W)`` pixel probabilities in [0, 1], on ``x``'s device.
+
+    ``x`` is one image, ``(C, H, W)`` or ``(1, C, H, W)``. The model runs in eval mode; its
+    training mode is restored afterwards.
+    """
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or len(x) != 1:
+        raise ValueError(f"x must be one image, (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
+    was_training = model.training
+    model.eval()
+    try:
+        mu, _ = model.encode(x.to(model_device(model)))
+        if not -mu.shape[1] <= dim < mu.shape[1]:
+            raise IndexError(f"dim {dim} is out of range for {mu.shape[1]} latent dimensions")
+        values = torch.as_tensor(values, dtype=mu.dtype, device=mu.device).reshape(-1)
+        z = mu.repeat(len(values), 1)
+        z[:, dim] = values
+        images = torch.sigmoid(model.decode(z))
+    finally:
+        model.train(was_training)
+    return images.to(x.device)
+
+
+# --------------------------------------------------------------------------- MIG
+
+def discretize(codes: torch.Tensor, n_bins: int = 20) -> torch.Tensor:
+    """Histogram-discretize each column of ``codes (N, D)`` into ``n_bins`` equal-width bins
+    between that column's minimum and maximum: int64 labels in 0..n_bins-1.
+
+    The same bins as disentanglement_lib's ``_histogram_discretize`` (``np.digitize(x,
+    np.histogram(x, n_bins)[1][:-1])``, which numbers them 1..n_bins): edges
+    ``min + k (max - min) / n_bins`` in float64, a value on an inner edge goes to the bin above
+    it, the maximum to the last bin. A constant column lands in a single bin (the middle one,
+    as NumPy's range ``[v - 0.5, v + 0.5]`` puts it).
+    """
+    if codes.dim() != 2:
+        raise ValueError(f"codes must be (N, D), got {tuple(codes.shape)}")
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+    c = codes.detach().double()
+    lo, hi = c.min(0).values, c.max(0).values
+    flat = lo == hi  # np.histogram's rule for a constant column: the range [v - 0.5, v + 0.5]
+    lo, hi = torch.where(flat, lo - 0.5, lo), torch.where(flat, hi + 0.5, hi)
+    k = torch.arange(n_bins, dtype=torch.float64, device=c.device)
+    edges = lo[:, None] + k[None, :] * ((hi - lo) / n_bins)[:, None]  # (D, n_bins): left edges
+    return (c.T[:, :, None] >= edges[:, None, :]).sum(-1).T.sub(1).clamp_min(0)
+
+
+def _relabel(column: torch.Tensor) -> tuple[torch.Tensor, int]:
+    values, labels = torch.unique(column, return_inverse=True)
+    return labels, len(values)
+
+
+def _entropy(labels: torch.Tensor, n_values: int) -> torch.Tensor:
+    p = torch.bincount(labels, minlength=n_values).double() / len(labels)
+    p = p[p > 0]
+    return -(p * p.log()).sum()
+
+
+def _mutual_info(a: torch.Tensor, na: int, b: torch.Tensor, nb: int) -> torch.Tensor:
+    """I(a; b) in nats from the joint histogram of two label vectors (as sklearn's
+    ``mutual_info_score``)."""
+    joint = torch.bincount(a * nb + b, minlength=na * nb).double().reshape(na, nb) / len(a)
+    pa, pb = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+    nz = joint > 0
+    return (joint[nz] * (joint[nz] / (pa * pb)[nz]).log()).sum().clamp_min(0.0)
+
+
+def _check_pair(codes: torch.Tensor, factors: torch.Tensor) -> None:
+    if not isinstance(codes, torch.Tensor) or not isinstance(factors, torch.Tensor):
+        raise TypeError("codes and factors must be tensors")
+    if codes.dim() != 2 or factors.dim() != 2 or len(codes) != len(factors):
+        raise ValueError(f"codes (N, D) and factors (N, K) must have the same N, got "
+                         f"{tuple(codes.shape)} and {tuple(factors.shape)}")
+    if factors.is_floating_point() or factors.is_complex():
+        raise TypeError(f"factors must be integer classes, got {factors.dtype}")
+    if len(codes) < 2:
+        raise ValueError("need at least two points")
+
+
+def mutual_info_matrix(codes: torch.Tensor, factors: torch.Tensor,
+                       n_bins: int = 20) -> torch.Tensor:
+    """``(D, K)`` float64: ``I(discretized code j; factor k)`` in nats, as disentanglement_lib's
+    ``discrete_mutual_info``."""
+    _check_pair(codes, factors)
+    binned = discretize(codes, n_bins)
+    labelled = [_relabel(f) for f in factors.long().T]
+    m = torch.empty(codes.shape[1], factors.shape[1], dtype=torch.float64, device=codes.device)
+    for j in range(codes.shape[1]):
+        a, na = _relabel(binned[:, j])
+        for k, (b, nb) in enumerate(labelled):
+            m[j, k] = _mutual_info(a, na, b.to(a.device), nb)
+    return m
+
+
+def factor_entropy(factors: torch.Tensor) -> torch.Tensor:
+    """``(K,)`` float64: the entropy in nats of each factor's empirical distribution."""
+    if factors.dim() != 2 or factors.is_floating_point():
+        raise ValueError(f"factors must be (N, K) integer classes, got {tuple(factors.shape)} "
+                         f"{factors.dtype}")
+    return torch.stack([_entropy(*_relabel(f)) for f in factors.long().T])
+
+
+def mig_per_factor(codes: torch.Tensor, factors: torch.Tensor, n_bins: int = 20) -> torch.Tensor:
+    """``(K,)``: for each factor, (largest - second largest MI with a code dimension) / entropy."""
+    m = mutual_info_matrix(codes, factors, n_bins)
+    if m.shape[0] < 2:
+        raise ValueError("MIG needs at least two code dimensions (it is a gap between two)")
+    h = factor_entropy(factors).to(m.device)
+    if (h <= 0).any():
+        bad = (h <= 0).nonzero().flatten().tolist()
+        raise ValueError(f"factor column(s) {bad} take a single value: their entropy is 0 and the "
+                         "gap cannot be normalized")
+    top = m.topk(2, dim=0).values
+    return (top[0] - top[1]) / h
+
+
+def mutual_information_gap(codes: torch.Tensor, factors: torch.Tensor, n_bins: int = 20) -> float:
+    """MIG (Chen et al. 2018) as disentanglement_lib computes it: discretize each code dimension
+    into ``n_bins`` equal-width bins, take the mutual information of every (code, factor) pair,
+    and average over the factors the gap between the two most informative code dimensions
+    divided by the factor's entropy. In [0, 1]; 1 means one code dimension per factor."""
+    return float(mig_per_factor(codes, factors, n_bins).mean())
+
+
+# --------------------------------------------------------------------------- the model
+
+class ConvBetaVAE(nn.Module):
+    """The β-VAE of Higgins et al. (2017) and Burgess et al. (2018) for 64x64 dSprites, slimmed
+    for a CPU: four stride-2 4x4 convolutions (1 -> c0 -> c1 -> c2 -> c3 channels,
+    64 -> 32 -> 16 -> 8 -> 4 pixels), a hidden layer, and linear heads for ``mu`` and ``logvar``;
+    the decoder mirrors it with transposed convolutions and returns logits.
+
+    The papers use ``channels=(32, 32, 64, 64)``, ``hidden=256`` and ``latent_dim=10``.
+    """
+
+    def __init__(self, latent_dim: int = 10, channels: Sequence[int] = (32, 32, 64, 64),
+                 hidden: int = 256):
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"channels must name four layers, got {channels!r}")
+        self.latent_dim = latent_dim
+        c = [1, *channels]
+        flat = c[4] * 4 * 4
+        down = []
+        for i in range(4):
+            down += [nn.Conv2d(c[i], c[i + 1], 4, stride=2, padding=1), nn.ReLU()]
+        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 2 * latent_dim))
+        up = []
+        for i in range(4, 0, -1):
+            up += [nn.ConvTranspose2d(c[i], c[i - 1], 4, stride=2, padding=1), nn.ReLU()]
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, flat), nn.ReLU(),
+                                     nn.Unflatten(1, (c[4], 4, 4)), *up[:-1])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode_probs(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities ``sigmoid(decode(z))``, e.g. for the plotting helpers."""
+        return torch.sigmoid(self.decode(z))
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+def encode_means(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Posterior means ``(N, D)`` of ``images`` (float, uint8 or bool; moved batch by batch to
+    the model's device), on the CPU; eval mode, training mode restored."""
+    means = predict(model, images, lambda batch: model.encode(batch.float())[0], batch_size)
+    return means.cpu()
+
+
+def mig_of_model(model: nn.Module, n_points: int = 10_000, n_bins: int = 20,
+                 generator: torch.Generator | None = None) -> dict:
+    """MIG of ``model`` on dSprites as disentanglement_lib measures it: ``n_points`` factor
+    combinations drawn uniformly (with replacement), rendered and encoded to their posterior
+    means. Returns ``{"mig": float, "per_factor": (K,), "mi": (D, K) nats, "entropy": (K,),
+    "codes": (N, D), "factors": (N, K)}``."""
+    classes = dsprites.sample_classes(n_points, generator=generator).cpu()
+    codes = torch.cat([encode_means(model, dsprites.render_classes(classes[i:i + 4096]))
+                       for i in range(0, n_points, 4096)])
+    per_factor = mig_per_factor(codes, classes, n_bins)
+    return {"mig": float(per_factor.mean()), "per_factor": per_factor,
+            "mi": mutual_info_matrix(codes, classes, n_bins), "entropy": factor_entropy(classes),
+            "codes": codes, "factors": classes}
+
+
+def betavae_score(model: nn.Module, n_train: int = 10_000, n_eval: int = 5_000,
+                  batch_size: int = 64, generator: torch.Generator | None = None) -> dict:
+    """The BetaVAE disentanglement score (Higgins et al. 2017), as disentanglement_lib computes it.
+
+    Each point: pick a factor k uniformly, draw ``batch_size`` pairs of factor combinations that
+    agree on factor k (everything else independent), encode both images of every pair to their
+    posterior means, and average ``|z1 - z2|`` over the pairs. A logistic regression learns to
+    tell k from that vector on ``n_train`` points; the score is its accuracy on ``n_eval`` fresh
+    points (chance: 1/5). Returns ``{"train_accuracy": float, "eval_accuracy": float}``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    def points(n):
+        k = torch.randint(0, len(dsprites.FACTOR_SIZES), (n,), generator=generator,
+                          device=generator.device if generator is not None else "cpu").cpu()
+        first = dsprites.sample_classes(n * batch_size, generator=generator).cpu()
+        second = dsprites.sample_classes(n * batch_size, generator=generator).cpu()
+        rows = torch.arange(n * batch_size)
+        shared = k.repeat_interleave(batch_size)
+        second[rows, shared] = first[rows, shared]
+        features = []
+        step = max(1, 4096 // batch_size) * batch_size
+        for i in range(0, n * batch_size, step):
+            z1 = encode_means(model, dsprites.render_classes(first[i:i + step]))
+            z2 = encode_means(model, dsprites.render_classes(second[i:i + step]))
+            features.append((z1 - z2).abs().reshape(-1, batch_size, z1.shape[1]).mean(1))
+        return torch.cat(features).double().numpy(), k.numpy()
+
+    x_train, y_train = points(n_train)
+    x_eval, y_eval = points(n_eval)
+    classifier = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+    return {"train_accuracy": float(classifier.score(x_train, y_train)),
+            "eval_accuracy": float(classifier.score(x_eval, y_eval))}
+
+
+# --------------------------------------------------------------------------- extension
+
+def capacity_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                  gamma: float, capacity: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Burgess et al. (2018): ``recon + gamma * |kl - capacity|``, the KL pulled towards a target
+    ``capacity`` (nats) that grows during training instead of pushed towards 0. Returns
+    ``(loss, recon, kl)`` like :func:`beta_vae_loss`."""
+    _, recon, kl = elbo_loss(logits, x, mu, logvar, 1.0)
+    return recon + gamma * (kl - capacity).abs(), recon, kl
