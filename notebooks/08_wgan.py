@@ -839,7 +839,7 @@ def _gp_check_random(seed=0, n=6, device="cpu"):
     check_tensor(got, what, shape=(), device=device)
     again = attempt(what, gradient_penalty, critic, real, fake,
                     generator=torch.Generator().manual_seed(seed))
-    check_number(float(again), float(got), f"{what}, called twice with generators seeded alike",
+    check_number(float(torch.as_tensor(again).detach()), float(got.detach()), f"{what}, called twice with generators seeded alike",
                  rel=1e-6, hint="draw eps with generator=generator so that a seed fixes it")
     cpu_critic = copy.deepcopy(critic).cpu()
     expected = _penalty_from_eps(cpu_critic, real.cpu(), fake.cpu(), _eps(real.cpu(), seed))

@@ -507,7 +507,7 @@ def test_gan_train_step_alternatives_pass(lab):
         for p in D.parameters():
             p.requires_grad_(True)
         opt_g.step()
-        return float(d_loss), float(g_loss)
+        return d_loss.item(), g_loss.item()
 
     def with_reference(G, D, opt_g, opt_d, real, z):
         return dcgan.gan_train_step(G, D, opt_g, opt_d, real, z)

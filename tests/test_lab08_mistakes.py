@@ -502,14 +502,14 @@ def test_step_alternative_with_requires_grad_switching_passes(lab):
             if gp_weight is not None:
                 gp = wgan.gradient_penalty(critic, real, fake)
                 objective = objective + gp_weight * gp
-                gps.append(float(gp))
+                gps.append(gp.item())
             objective.backward()
             opt_c.step()
             if clip:
                 with torch.no_grad():
                     for p in critic.parameters():
                         p.clamp_(-clip, clip)
-            c_losses.append(float(loss))
+            c_losses.append(loss.item())
         for p in critic.parameters():           # freeze the critic for the generator step
             p.requires_grad_(False)
         G.zero_grad(set_to_none=True)
@@ -522,5 +522,5 @@ def test_step_alternative_with_requires_grad_switching_passes(lab):
         mean = float(torch.tensor(c_losses, dtype=torch.float64).mean())
         return {"critic_loss": mean, "wasserstein": -mean,
                 "gp": float(torch.tensor(gps, dtype=torch.float64).mean()) if gps else 0.0,
-                "generator_loss": float(g_loss)}
+                "generator_loss": g_loss.item()}
     lab.run("test_wgan_train_step", wgan_train_step=wgan_train_step)
