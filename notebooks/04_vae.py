@@ -53,7 +53,7 @@
 #
 # **Time.** The experiments train a 20-dimensional convolutional VAE, the pytorch/examples MLP VAE
 # for comparison, and three small 2-dimensional VAEs. With the default budget the notebook runs in
-# about three minutes on a 2-core laptop CPU; on a GPU it switches to a larger budget (Part 5 says
+# about a minute on a 2-core laptop CPU (62 s measured); on a GPU it switches to a larger budget (Part 5 says
 # how), and with `GENLAB_FAST=1` (what the autograder uses) it takes seconds.
 # %% [markdown]
 # ## Set-up

@@ -51,7 +51,7 @@
 # | 7 | `wgan_train_step` | 6 |
 #
 # **Time.** Part 4 trains three GANs and Part 5 two more with a bad learning rate. With the
-# default budget the whole notebook runs in about four minutes on a 2-core laptop CPU; on a GPU it
+# default budget the whole notebook runs in about two minutes on a 2-core laptop CPU; on a GPU it
 # switches to a larger budget (Part 4 says how), and with `GENLAB_FAST=1` (what the autograder
 # uses) it takes seconds.
 # %% [markdown]
