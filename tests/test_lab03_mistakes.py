@@ -42,26 +42,7 @@ def _check_inputs(x, level, upper=1.0):
         raise ValueError("level out of range")
 
 
-# --------------------------------------------------------------------------- structure
-
-def test_notebook_structure(lab):
-    lab.check_structure(EXERCISES, POINTS)
-
-
-def test_model_solutions_pass_every_test_cell(lab, capsys):
-    lab.run_all()
-    assert capsys.readouterr().out == ""  # test cells print nothing (no expected values leak)
-
-
-def test_visible_part_of_each_test_cell_runs_on_its_own(lab):
-    lab.run_visible()
-
-
-def test_reference_implementations_pass_the_lab_tests(lab):
-    replace = {name: getattr(denoising, name) for name in EXERCISES}
-    for test_id in lab.tests:
-        lab.run(test_id, **replace)
-
+# ------------------------------------------- model solutions (common checks: test_lab_cells.py)
 
 def test_model_solutions_agree_with_the_reference(lab):
     ns = lab.namespace()
