@@ -321,7 +321,7 @@ class Autoencoder(nn.Module):
 # %% test test_Autoencoder points=3
 import torch
 import torch.nn as nn
-from genlab.testing import CheckFailed, attempt, check_close, check_tensor, devices
+from genlab.testing import CheckFailed, attempt, build_module, check_close, check_tensor, devices
 
 
 def _ae_call(fn, what, *args):
@@ -330,21 +330,10 @@ def _ae_call(fn, what, *args):
 
 
 def _ae_build(latent_dim, seed=0):
-    torch.manual_seed(seed)
-    what = f"Autoencoder({latent_dim})"
-    model = _ae_call(Autoencoder, what, latent_dim)
-    if not isinstance(model, nn.Module):
-        raise CheckFailed(f"{what}: got a {type(model).__name__}, not an nn.Module\n  Hint: "
-                          "class Autoencoder(nn.Module), and call super().__init__() first")
-    n_params = sum(p.numel() for p in model.parameters())
-    if n_params == 0:
-        raise CheckFailed(f"{what} has no parameters\n  Hint: create the layers in __init__ "
-                          "and store them as attributes (self.encoder = nn.Sequential(...))")
-    if n_params > 5_000_000:
-        raise CheckFailed(f"{what} has {n_params:,} parameters, too many to train on a CPU in "
-                          "this lab\n  Hint: stay below a few million (the suggested design has "
-                          "about 0.8 million)")
-    return model
+    return build_module(f"Autoencoder({latent_dim})", Autoencoder, latent_dim, seed=seed,
+                        hint="encode takes images (N, 1, 28, 28), decode takes codes (N, latent_dim)",
+                        size_hint="stay below a few million (the suggested design has about 0.8 "
+                                  "million)")
 
 
 def _ae_encode(model, x, latent_dim):

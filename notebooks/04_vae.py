@@ -697,24 +697,12 @@ class VAE(nn.Module):
 import torch
 import torch.nn.functional as F
 from torch import nn
-from genlab.testing import CheckFailed, check_close, check_tensor, devices
+from genlab.testing import CheckFailed, build_module, check_close, check_tensor, devices
 
 
 def _vae_build(latent_dim, seed=0):
-    torch.manual_seed(seed)
-    what = f"VAE({latent_dim})"
-    model = attempt(what, VAE, latent_dim)
-    if not isinstance(model, nn.Module):
-        raise CheckFailed(f"{what}: got a {type(model).__name__}, not an nn.Module\n  Hint: "
-                          "class VAE(nn.Module), and call super().__init__() first")
-    n_params = sum(p.numel() for p in model.parameters())
-    if n_params == 0:
-        raise CheckFailed(f"{what} has no parameters\n  Hint: create the layers in __init__ and "
-                          "store them as attributes")
-    if n_params > 5_000_000:
-        raise CheckFailed(f"{what} has {n_params:,} parameters, too many to train on a CPU in this "
-                          "lab\n  Hint: the suggested design has about 0.2 million")
-    return model
+    return build_module(f"VAE({latent_dim})", VAE, latent_dim, seed=seed,
+                        size_hint="the suggested design has about 0.2 million")
 
 
 def _vae_encode(model, x, latent_dim):

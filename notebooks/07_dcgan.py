@@ -75,7 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab import budget, fast_mode, get_device, seed_everything
-from genlab.testing import CheckFailed, attempt
+from genlab.testing import CheckFailed, attempt, build_module
 
 seed_everything(0)
 torch.set_printoptions(precision=3, sci_mode=False)
@@ -83,19 +83,7 @@ torch.set_printoptions(precision=3, sci_mode=False)
 
 def build(what, cls, *args, seed=0, **kwargs):
     """``cls(*args, **kwargs)`` with a fixed seed, checked to be an nn.Module with parameters."""
-    torch.manual_seed(seed)
-    model = attempt(what, cls, *args, **kwargs)
-    if not isinstance(model, nn.Module):
-        raise CheckFailed(f"{what}: got a {type(model).__name__}, not an nn.Module\n  Hint: "
-                          f"subclass nn.Module and call super().__init__() first")
-    n_params = sum(p.numel() for p in model.parameters())
-    if n_params == 0:
-        raise CheckFailed(f"{what} has no parameters\n  Hint: create the layers in __init__ and "
-                          "store them as attributes (self.net = nn.Sequential(...))")
-    if n_params > 20_000_000:
-        raise CheckFailed(f"{what} has {n_params:,} parameters, far more than a DCGAN for 28x28 "
-                          "digits needs\n  Hint: follow the suggested layer sizes")
-    return model
+    return build_module(what, cls, *args, seed=seed, max_params=20_000_000, **kwargs)
 
 
 class CallLog(torch.overrides.TorchFunctionMode):

@@ -135,6 +135,27 @@ def attempt(what: str, fn: Callable, *args, hint: str | None = None, **kwargs):
         raise CheckFailed(message + (f"\n  Hint: {hint}" if hint else "")) from None
 
 
+def build_module(what: str, cls: Callable, *args, seed: int = 0, max_params: int = 5_000_000,
+                 size_hint: str = "follow the suggested layer sizes", hint: str | None = None,
+                 **kwargs) -> torch.nn.Module:
+    """``cls(*args, **kwargs)`` built under ``torch.manual_seed(seed)`` for a test, through
+    :func:`attempt` (``hint`` for a crash). It must be an ``nn.Module`` with at least one and at
+    most ``max_params`` parameters; otherwise a short :class:`CheckFailed` says which."""
+    torch.manual_seed(seed)
+    model = attempt(what, cls, *args, hint=hint, **kwargs)
+    if not isinstance(model, torch.nn.Module):
+        raise CheckFailed(f"{what}: got a {type(model).__name__}, not an nn.Module\n  Hint: "
+                          "subclass nn.Module and call super().__init__() first")
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params == 0:
+        raise CheckFailed(f"{what} has no parameters\n  Hint: create the layers in __init__ and "
+                          "store them as attributes (self.net = nn.Sequential(...))")
+    if n_params > max_params:
+        raise CheckFailed(f"{what} has {n_params:,} parameters, too many to train on a CPU in "
+                          f"this lab\n  Hint: {size_hint}")
+    return model
+
+
 def check_raises(fn: Callable[[], object], exception: type[BaseException], what: str,
                  hint: str | None = None) -> None:
     """Check that ``fn()`` raises ``exception`` (a clear error for bad input)."""
