@@ -22,23 +22,24 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # Sanitizing a submission: genlab's replacements keep one bad notebook from aborting the batch.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
-    "genlab.grading.DeduplicateIds",        # duplicated graded cells: drop the copy's metadata
+    "genlab.course.plugins.DeduplicateIds",    # duplicated graded cells: drop the copy's metadata
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "genlab.grading.RestoreCells",          # restore deleted/tampered test and locked cells
+    "genlab.course.plugins.RestoreCells",      # restore deleted/tampered test and locked cells
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "genlab.grading.Execute",               # per-cell timeouts by grade_id; survives a dead kernel
+    "genlab.course.plugins.Execute",           # per-cell timeouts by grade_id; survives a dead kernel
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
+    "genlab.course.plugins.Verdict",           # points = ran without error; no partial credit
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "genlab.grading.HideTests",             # no hidden test code, no tracebacks into test code
+    "genlab.course.plugins.HideTests",         # no hidden test code, no tracebacks into test code
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

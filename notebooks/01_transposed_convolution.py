@@ -1047,8 +1047,13 @@ explore(render_spread,
 #    checkerboards?
 # 2. With $k = s$ and $p = 0$ the copies neither overlap nor leave gaps. What does such a layer do
 #    to each input pixel? For which kernel does it equal nearest-neighbour upsampling?
-# 3. When would $C^\top$ be the *inverse* of $C$? (Hint: what does $CC^\top = I$ ask of the rows of
-#    $C$? Think of $k=s$ with a kernel of unit norm.)
+# 3. Why is $C^\top$ not $C^{-1}$? The $C$ of Part 2 is $4\times 16$, and a matrix that is not
+#    square has no inverse: a linear map from 16 numbers to 4 sends many different images to the
+#    same output, so nothing can undo it. What $C^\top$ *can* be is the Moore–Penrose
+#    pseudo-inverse, $C^+ = C^\top (CC^\top)^{-1}$ when $C$ has full row rank. Show that
+#    $C^\top = C^+$ exactly when the rows of $C$ are orthonormal, $CC^\top = I$ (think of $k = s$,
+#    $p = 0$ and a kernel of unit norm). Then $C(C^\top y) = y$ for every $y$, but $C^\top C$ is only the
+#    orthogonal projection onto the row space of $C$: which inputs does it leave unchanged?
 # 4. The gradient of a convolution is a transposed convolution. What is the gradient of a
 #    transposed convolution with respect to its input?
 # 5. With the zero-insertion algorithm and stride $s$ in two dimensions, what fraction of the

@@ -68,7 +68,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genlab import budget, fast_mode, get_device, seed_everything
+from genlab import budget, get_device, seed_everything
 from genlab.training import fit
 
 seed_everything(0)
@@ -878,12 +878,9 @@ check_raises(lambda: pca_reconstruct(_x_tr, _x_te.reshape(5, 16), 2), ValueError
 LATENT_SIZES = [2, 5, 10, 20]
 N_TRAIN = budget(default=None, fast=600)      # None: the whole training split
 N_TEST = budget(default=None, fast=300)
-EPOCHS = budget(default=20, fast=1)
-BATCH_SIZE = 64
+EPOCHS = budget(default=20, fast=1, gpu=30)   # gpu: the larger budget, used on a CUDA GPU
+BATCH_SIZE = budget(default=64, fast=64, gpu=256)
 LR = 1e-3
-if torch.cuda.is_available() and not fast_mode():
-    # The larger budget for GPU users: all of MNIST (when it can be downloaded), more epochs.
-    EPOCHS, BATCH_SIZE = 30, 256
 
 x_train, y_train = load_mnist("train", limit=N_TRAIN, device=device)
 x_test, y_test = load_mnist("test", limit=N_TEST, device=device)

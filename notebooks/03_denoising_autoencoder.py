@@ -70,7 +70,7 @@ import math
 import torch
 from torch import nn
 
-from genlab import budget, fast_mode, get_device, seed_everything
+from genlab import budget, get_device, seed_everything
 from genlab.autoencoder import Autoencoder, reconstruction_loss
 from genlab.testing import CheckFailed, attempt
 
@@ -757,20 +757,15 @@ for _dev in devices():
 # **Budget.** The next cell picks the size of the run. On a CPU it uses up to 5,000 training digits
 # and 25 epochs per model (a minute or two on 2 cores); with `GENLAB_FAST=1` a few batches, enough
 # to run the notebook but not to learn much. **With a GPU** the cell switches to the full training
-# set and 40 epochs, which gives visibly sharper digits; set `USE_GPU_BUDGET = False` to use the
-# CPU numbers anyway.
+# set and 40 epochs, which gives visibly sharper digits (set `GENLAB_NO_GPU_BUDGET=1` before
+# starting Jupyter to use the CPU numbers anyway).
 # %%
 from genlab.denoising import random_corruption
 from genlab.training import adam, fit
 
 device = get_device()
-USE_GPU_BUDGET = device.type == "cuda" and not fast_mode()   # the larger budget, for GPU users
-
-if USE_GPU_BUDGET:
-    TRAIN_LIMIT, EPOCHS = None, 40                # all training images (60,000 for MNIST)
-else:
-    TRAIN_LIMIT = budget(default=5000, fast=256)
-    EPOCHS = budget(default=25, fast=1)
+TRAIN_LIMIT = budget(default=5000, fast=256, gpu=None)   # gpu: all training images (60,000 for MNIST)
+EPOCHS = budget(default=25, fast=1, gpu=40)
 LR, BATCH_SIZE = 2e-3, 128
 x_train, _ = load_mnist("train", limit=TRAIN_LIMIT)
 x_test = x_test_all[:budget(default=1000, fast=100)]

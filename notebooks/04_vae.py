@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab import budget, fast_mode, get_device, seed_everything
+from genlab import budget, get_device, seed_everything
 from genlab.testing import CheckFailed, attempt
 
 seed_everything(0)
@@ -524,6 +524,24 @@ print(f"Monte Carlo gradient of E[z^2]: d/dmu = {mu.grad.item():.3f} (exact {2 *
 # means to 0 and variances to 1. It also *explodes* as $\sigma_j \to 0$ (through $-\texttt{logvar}_j$),
 # which is what keeps the VAE from collapsing into a plain autoencoder.
 #
+# **Matching the slides.** The decks write this KL in three ways; all agree with the formula above
+# once the symbols are read the same way.
+#
+# * The representation-learning lecture's univariate derivation writes $\mathcal N(\mu, \sigma)$
+#   with $\sigma$ the *standard deviation* (its density has $\sigma\sqrt{2\pi}$ in front); we write
+#   the same Gaussian as $\mathcal N(\mu, \sigma^2)$, naming the variance. The formulas agree.
+# * The deck on latent spaces and variational autoencoders puts a minus sign in front of
+#   $\tfrac12\sum_j(\sigma_j + \mu_j^2 - 1 - \log\sigma_j)$ and labels it the divergence. Two
+#   readings reconcile it with ours. There $\sigma_j$ stands for the **variance** $\sigma_j^2$, so
+#   its $\log\sigma_j$ is our $\texttt{logvar}_j$. And with the leading minus the expression is
+#   $-\mathrm{KL}$, the term as it enters the ELBO (the form in Kingma & Welling's appendix), not
+#   the KL itself, which is never negative. In a loss we *minimize*, the penalty is $+\tfrac12\sum$.
+# * The latent-models lecture writes $\tfrac12\sum_j(\mu_j^2 + \sigma_j^2 - 1 - \log\sigma_j^2)$:
+#   our formula, with $\sigma_j^2 = e^{\texttt{logvar}_j}$ and $\log\sigma_j^2 = \texttt{logvar}_j$.
+#
+# Whatever the slide, one check settles the sign and the $\sigma$-versus-$\sigma^2$ question: the
+# KL is 0 at $\mu = 0$, $\sigma^2 = 1$ and positive everywhere else.
+#
 # ## Exercise 3 · `kl_to_standard_normal` (3 points)
 #
 # **Your task.** Write `kl_to_standard_normal(mu, logvar)` for tensors shaped `(N, D)` (or more
@@ -697,7 +715,8 @@ class VAE(nn.Module):
 import torch
 import torch.nn.functional as F
 from torch import nn
-from genlab.testing import CheckFailed, build_module, check_close, check_tensor, devices
+from genlab.testing import (CheckFailed, build_module, check_close, check_tensor, devices,
+                            notebook_globals)
 
 
 def _vae_build(latent_dim, seed=0):
@@ -759,17 +778,18 @@ def _vae_check(latent_dim, n=5, dev="cpu", seed=0):
         # forward: (logits, mu, logvar), with the logits decoded from reparameterize(mu, logvar).
         what = f"VAE({latent_dim})(x), the forward pass"
         calls = []
-        real = globals().get("reparameterize")
+        namespace = notebook_globals()    # where your forward looks up reparameterize
+        real = namespace.get("reparameterize")
 
         def spy(m, lv, eps=None):
             calls.append((m.detach().clone(), lv.detach().clone()))
             return m + torch.exp(0.5 * lv) * torch.full_like(m, 0.5)
 
-        globals()["reparameterize"] = spy
+        namespace["reparameterize"] = spy
         try:
             out = attempt(what, model, x)
         finally:
-            globals()["reparameterize"] = real
+            namespace["reparameterize"] = real
         if not isinstance(out, tuple) or len(out) != 3:
             raise CheckFailed(f"{what}: expected a tuple (logits, mu, logvar), got "
                               f"{type(out).__name__}\n  Hint: the loss needs all three")
@@ -1006,19 +1026,15 @@ for _dev in devices():
 # **Budget.** On a CPU the cell uses up to 5,000 training digits and 20 epochs per model (the
 # bundled fallback has 4,000); with `GENLAB_FAST=1`, a few batches. **With a GPU** it switches to the
 # full training set and **10 epochs** — pytorch/examples' setting, so your test loss is directly
-# comparable with its 106 nats. Set `USE_GPU_BUDGET = False` to use the CPU numbers anyway.
+# comparable with its 106 nats. Set `GENLAB_NO_GPU_BUDGET=1` before starting Jupyter to use the
+# CPU numbers anyway.
 # %%
 from genlab.training import evaluate, fit
 from genlab.vae import MLPVAE
 
 device = get_device()
-USE_GPU_BUDGET = device.type == "cuda" and not fast_mode()   # the larger budget, for GPU users
-
-if USE_GPU_BUDGET:
-    TRAIN_LIMIT, EPOCHS = None, 10                # all 60,000 MNIST digits, pytorch/examples' epochs
-else:
-    TRAIN_LIMIT = budget(default=5000, fast=256)
-    EPOCHS = budget(default=20, fast=1)
+TRAIN_LIMIT = budget(default=5000, fast=256, gpu=None)   # gpu: all 60,000 MNIST digits
+EPOCHS = budget(default=20, fast=1, gpu=10)               # gpu: pytorch/examples' epochs
 LATENT_DIM, LR, BATCH_SIZE = 20, 1e-3, 128
 x_train, y_train = load_mnist("train", limit=TRAIN_LIMIT)
 x_test, y_test = x_test_all[:budget(default=None, fast=200)], y_test_all[:budget(default=None, fast=200)]
@@ -1079,9 +1095,15 @@ show(fig)
 # 60,000 digits for pytorch/examples' 10 epochs; we have not measured it on a GPU here — compare
 # your number with the 106.)
 #
-# A negative ELBO of 114 nats per image means the model assigns a test digit a probability of at
-# least $e^{-113}$ — a number only meaningful in comparison, but comparable across any models
-# trained with the same likelihood.
+# **Reading the number.** The ELBO bounds $\log p_\theta(x)$ from below, so a test negative ELBO of
+# 114.2 nats per image says that the test digits' $\log p_\theta(x)$ averages at least $-114.2$:
+# a geometric-mean likelihood score of at least $e^{-114.2} \approx 2.5 \times 10^{-50}$ per image.
+# That score is *not* the probability of the image. The Bernoulli formula
+# $\prod_i p_i^{x_i}(1 - p_i)^{1 - x_i}$ is a probability only for pixels that are exactly 0 or 1;
+# with our grey levels in $[0, 1]$ it becomes a cross-entropy score, like a density that is not
+# normalized over the space of grey-level images. The number is only meaningful in comparison (a
+# lower negative ELBO is better), and only across models trained and evaluated with the same
+# likelihood on the same data.
 #
 # ## Part 6 · Using the model
 #
@@ -1362,7 +1384,7 @@ explore(render_path, {"digit_a": (0, 9, 1, 3), "digit_b": (0, 9, 1, 8), "example
 # These models get a smaller budget (12 epochs on CPU).
 # %%
 BETAS = [0.1, 1.0, 4.0]
-EPOCHS_2D = 30 if USE_GPU_BUDGET else budget(default=12, fast=1)
+EPOCHS_2D = budget(default=12, fast=1, gpu=30)
 models_2d, results_2d = {}, {}
 for beta in BETAS:
     torch.manual_seed(0)

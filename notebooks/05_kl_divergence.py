@@ -102,10 +102,10 @@ def normal_pdf(x, mu, sigma):
 # $\mathrm{KL}(p\,\|\,q)$ extra nats (bits, with $\log_2$) per sample, compared with the best code
 # for $p$.
 #
-# The picture shows the lecture's running example, $p = \mathcal N(1, 0.5^2)$ and
-# $q = \mathcal N(0, 1)$. The shaded area on the right is the KL: the integrand
-# $p\log(p/q)$ is negative in places (where $q > p$), yet the total can never be — Part 3 shows
-# why.
+# The picture shows this lab's running example (our own choice; the lectures give only the general
+# formula), $p = \mathcal N(1, 0.5^2)$ and $q = \mathcal N(0, 1)$. The shaded area on the right is
+# the KL: the integrand $p\log(p/q)$ is negative in places (where $q > p$), yet the total can never
+# be — the proof, with Jensen's inequality, comes right after Exercise 1.
 # %%
 xs = np.linspace(-3.5, 4.0, 600)
 p_pdf, q_pdf = normal_pdf(xs, 1.0, 0.5), normal_pdf(xs, 0.0, 1.0)
@@ -184,7 +184,7 @@ def kl_univariate(mu1, sigma1, mu2, sigma2):
 import math
 import torch
 from torch.distributions import Normal, kl_divergence
-from genlab.kl import forbid_distributions
+from genlab.testing import forbid_distributions
 from genlab.testing import check_close, check_tensor, devices
 
 
@@ -219,7 +219,7 @@ def _kl_univariate_check(mu1, s1, mu2, s2, what, atol=1e-10, rtol=1e-10):
 _f64 = dict(dtype=torch.float64)
 _one = lambda v: torch.tensor(v, **_f64)
 _kl_univariate_check(_one(1.0), _one(0.5), _one(0.0), _one(1.0),
-                     "kl_univariate(1, 0.5, 0, 1), the lecture's example (0.818147)")
+                     "kl_univariate(1, 0.5, 0, 1), the lab's running example (0.818147)")
 _g = torch.Generator().manual_seed(0)
 _mu1, _mu2 = torch.randn(2, 8, generator=_g, **_f64)
 _s1, _s2 = torch.rand(2, 8, generator=_g, **_f64) * 2 + 0.2
@@ -248,6 +248,26 @@ for _dev in devices():
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ### Why the KL is never negative
+#
+# Part 1 promised a proof; it takes two lines. The logarithm is **concave** (every chord of its
+# graph lies below the graph), and for a positive random variable $Y$ this gives **Jensen's
+# inequality** $\mathbb E[\log Y] \le \log \mathbb E[Y]$, with equality only when $Y$ is constant
+# with probability 1. Take $Y = q(x)/p(x)$ with $x \sim p$:
+#
+# $$-\mathrm{KL}(p\,\|\,q) = \mathbb E_{x\sim p}\Big[\log\frac{q(x)}{p(x)}\Big]
+#   \;\le\; \log \mathbb E_{x\sim p}\Big[\frac{q(x)}{p(x)}\Big]
+#   = \log \int_{p > 0} p(x)\,\frac{q(x)}{p(x)}\,dx
+#   = \log \int_{p > 0} q(x)\,dx \;\le\; \log 1 = 0 .$$
+#
+# Hence $\mathrm{KL}(p\,\|\,q) \ge 0$. (If $q$ vanishes somewhere $p$ has mass, the left side is
+# $-\infty$ and there is nothing to prove.) **Equality** needs both "$\le$" to be "$=$". Jensen's
+# step is tight only if $q/p$ equals one constant $c$ wherever $p$ has mass ($p$-almost
+# everywhere); the last step only if $q$ has no mass outside that region. Then
+# $1 = \int q = c\int p = c$, so $q = p$ (up to sets of probability zero). Nothing here used the
+# Gaussian form: the statement holds for every pair of distributions, and with the names swapped it
+# is the $\mathrm{KL}(q\,\|\,p) \ge 0$ that makes the ELBO a lower bound in Part 5.
+#
 # ### Check it yourself
 #
 # A formula you derived is a formula you should not trust yet. Four independent checks:
@@ -342,7 +362,7 @@ def kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p):
 # %% test test_kl_diag_gaussians points=3
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
-from genlab.kl import forbid_distributions
+from genlab.testing import forbid_distributions
 from genlab.testing import check_close, check_tensor, devices
 from genlab.vae import kl_to_standard_normal
 
@@ -443,7 +463,7 @@ print("against N(0, I): kl_diag_gaussians", kl_diag_gaussians(mu_q, logvar_q, ze
 # samples buy one more correct digit. (Individual $f(z_i)$ can be negative; only their average is
 # bounded below by 0.)
 #
-# **How large is $s$ in the lecture's example?** With $q = \mathcal N(1, 0.5^2)$, $p = \mathcal N(0,1)$
+# **How large is $s$ in our running example?** With $q = \mathcal N(1, 0.5^2)$, $p = \mathcal N(0,1)$
 # and $z = 1 + \varepsilon/2$, $\varepsilon\sim\mathcal N(0,1)$, the log-ratio is
 # $f = \log 2 - \tfrac{\varepsilon^2}{2} + \tfrac{(1 + \varepsilon/2)^2}{2} = \log 2 + \tfrac12 +
 # \tfrac{\varepsilon}{2} - \tfrac{3\varepsilon^2}{8}$. Its mean is $\log 2 + \tfrac18$ (the KL, as it
@@ -499,7 +519,7 @@ def _mc_call(what, q, p, n, seed):
     return result
 
 
-def _lecture_pair(device="cpu", dtype=torch.float64):
+def _running_pair(device="cpu", dtype=torch.float64):
     t = lambda v: torch.tensor(v, dtype=dtype, device=device)
     return Normal(t(1.0), t(0.5)), Normal(t(0.0), t(1.0))
 
@@ -509,9 +529,9 @@ _KL_BACK = math.log(0.5) + 4.0 - 0.5         # KL(N(0, 1) || N(1, 0.5^2)) = 2.80
 _SD = math.sqrt(0.25 + 9 / 32)               # per-sample s.d. of log q - log p under q (0.729)
 
 
-def _lecture_checks(n, seed):
+def _running_checks(n, seed):
     what = f"kl_monte_carlo(N(1, 0.5^2), N(0, 1), n={n})"
-    q, p = _lecture_pair()
+    q, p = _running_pair()
     estimate, se = _mc_call(what, q, p, n, seed)
     if abs(float(se)) < 1e-10:
         raise CheckFailed(f"{what}: the standard error is 0\n  Hint: this looks like a "
@@ -533,9 +553,9 @@ def _lecture_checks(n, seed):
                            "a standard error of 0: are all n samples the same draw?": 0.0})
 
 
-_lecture_checks(20_000, seed=0)
+_running_checks(20_000, seed=0)
 _what = "kl_monte_carlo(q, p, 500) called twice with generators seeded alike"
-_q, _p = _lecture_pair()
+_q, _p = _running_pair()
 _a = _mc_call(_what, _q, _p, 500, seed=1)
 torch.rand(10)   # move the global random state: a seeded generator must not care
 _b = _mc_call(_what, _q, _p, 500, seed=1)
@@ -549,7 +569,7 @@ if float(_c[0]) == float(_a[0]):
 check_raises(lambda: kl_monte_carlo(_q, _p, 1), ValueError, "kl_monte_carlo(q, p, n=1)",
              hint="one sample has no spread: raise ValueError when n < 2")
 ### BEGIN HIDDEN TESTS
-_lecture_checks(5_000, seed=3)
+_running_checks(5_000, seed=3)
 # The standard error is what repeated runs say: 300 estimates from 40 samples each.
 _runs = [_mc_call("kl_monte_carlo(N(1, 0.5^2), N(0, 1), n=40)", _q, _p, 40, seed=100 + _i)
          for _i in range(300)]
@@ -572,7 +592,7 @@ check_number(_e3, kl_divergence(_q3, _p3).item(), "kl_monte_carlo on two 3-D Gau
              rel=0, abs_=5 * float(_s3) + 1e-9,
              hint="q.log_prob(z) of a multivariate distribution is already one number per sample")
 for _dev in devices():
-    _qd, _pd = _lecture_pair(_dev, torch.float32)
+    _qd, _pd = _running_pair(_dev, torch.float32)
     _ed, _sd = _mc_call(f"kl_monte_carlo with distributions on {_dev.type}", _qd, _pd, 4000, seed=6)
     check_number(_ed, _KL, f"kl_monte_carlo with distributions on {_dev.type}", rel=0,
                  abs_=5 * _SD / math.sqrt(4000))

@@ -24,11 +24,13 @@
 #    discuss the trade-off — and how capacity annealing (Burgess et al. 2018) tries to escape it.
 #
 # **Lecture ideas practised.** The lecture on VAEs ends with *latent perturbation*: move one
-# latent variable, keep the others fixed, decode, and look at what changes. A diagonal prior
-# $\mathcal N(0, I)$ encourages the latent variables to be independent; the lecture's example is
-# a face model in which $\beta = 1$ mixes head rotation with other changes while a large β isolates
-# it. Here the same idea runs on sprites whose true factors we know, so we can *score* it. The
-# other lectures' VAE pieces are reused as they were derived there: the ELBO with a Bernoulli
+# latent variable, keep the others fixed, decode, and look at what changes. It motivates the
+# diagonal prior $\mathcal N(0, I)$ as a push towards independent latent variables (Part 2 makes
+# this precise: the prior looks the same in every rotated basis, and what singles out the
+# coordinate axes is the diagonal Gaussian *posterior*). The lecture's example is a face model in
+# which $\beta = 1$ mixes head rotation with other changes while a large β isolates it. Here the
+# same idea runs on sprites whose true factors we know, so we can *score* it. The other lectures'
+# VAE pieces are reused as they were derived there: the ELBO with a Bernoulli
 # decoder, the closed-form KL between diagonal Gaussians, and the reparameterization trick.
 #
 # **How this lab works.** Each exercise has a cell where you write a function, followed by a
@@ -62,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab import budget, fast_mode, get_device, seed_everything
+from genlab import budget, get_device, gpu_budget, seed_everything
 from genlab.testing import CheckFailed, attempt
 
 seed_everything(0)
@@ -163,15 +165,31 @@ show(fig)
 #
 # with $\beta = 1$ for the VAE itself. Higgins et al. (2017) simply choose $\beta > 1$. Why
 # should that help? The KL term is the number of nats the code carries about the image (its
-# *rate*), and its prior is a product of independent unit Gaussians. A larger β makes every nat
-# expensive, so the encoder must spend its budget on what buys the most reconstruction. Burgess et
-# al. (2018) argue that, because the posterior is a diagonal Gaussian, the cheapest way to carry
-# information is along **separate axes for separate, independent sources of variation**: one
-# latent for "where on the x axis", another for "where on the y axis", since putting both in a
-# rotated pair of axes buys the same reconstruction at the same rate but no more, while putting
-# the position in one axis and the scale in the same axis would force the decoder to untangle
-# them. The price is reconstruction quality: the code carries less, so the images come out
-# blurrier. That trade-off is the theme of this lab.
+# *rate*). A larger β makes every nat expensive, so the encoder must spend its budget on what buys
+# the most reconstruction. The price is reconstruction quality: the code carries less, so the
+# images come out blurrier. That trade-off is the theme of this lab.
+#
+# **Why would the code line up with the axes?** Not because of the prior. $\mathcal N(0, I)$ is
+# isotropic: an orthogonal change of coordinates $z \mapsto Rz$ leaves it unchanged, and it leaves
+# the KL of a Gaussian to it unchanged too, since
+#
+# $$\mathrm{KL}\big(\mathcal N(\mu, \Sigma)\,\|\,\mathcal N(0, I)\big)
+#   = \tfrac12\big(\operatorname{tr}\Sigma + \|\mu\|^2 - D - \log\det\Sigma\big)$$
+#
+# depends only on the trace, the length and the determinant, which a rotation
+# ($\mu \mapsto R\mu$, $\Sigma \mapsto R\Sigma R^\top$) does not change. If the encoder could
+# output any covariance, a rotated code followed by a decoder that undoes the rotation would give
+# the same reconstruction at the same rate: the objective would have no preferred axes. What breaks the tie is the **diagonal Gaussian
+# posterior**. The encoder can only add independent noise along each coordinate, and a rotated
+# diagonal covariance is in general no longer diagonal. So the rate is paid dimension by dimension,
+# each axis with its own noise level $\sigma_j$; sources of variation that matter to different
+# degrees are carried most cheaply each on an axis of its own, while a code that mixes them along
+# rotated axes would need correlated noise to do as well, which a diagonal posterior cannot
+# express. Rolinek et al. (2019) make this precise: the diagonal approximation pushes the decoder
+# towards locally orthogonal directions, so the VAE picks out PCA-like axes "by accident" — nothing
+# in the prior asks for them. Burgess et al. (2018) describe the same per-dimension pressure as an
+# information bottleneck that β tightens. It is a tendency, not a guarantee: two factors that matter
+# equally to the reconstruction can still come out mixed.
 #
 # For binary images the decoder outputs one logit per pixel and $-\log p_\theta(x \mid z)$ is the
 # summed Bernoulli cross-entropy. The KL of a diagonal Gaussian $\mathcal N(\mu, \operatorname{diag}
@@ -411,8 +429,8 @@ for _dev in devices():
 # minute per model on 2 cores. With `GENLAB_FAST=1` it takes a few batches, enough to
 # run the notebook but not to learn anything. **With a GPU** the cell switches to the papers'
 # channel sizes, 300,000 images, 20 epochs, and β ∈ {1, 2, 4, 8}; that run shows much cleaner
-# traversals and higher MIGs (roughly 15 minutes on one modern GPU). Set `USE_GPU_BUDGET = False`
-# to use the CPU numbers anyway.
+# traversals and higher MIGs (roughly 15 minutes on one modern GPU). Set `GENLAB_NO_GPU_BUDGET=1`
+# before starting Jupyter to use the CPU numbers anyway.
 #
 # Two small things keep the short CPU run from wasting itself. Without help, a VAE on dSprites
 # often first learns to draw the *average* image (a grey blur) and lets the KL term switch every
@@ -425,7 +443,7 @@ from genlab.disentangle import ConvBetaVAE, betavae_score, encode_means, mutual_
 from genlab.training import fit
 
 device = get_device()
-USE_GPU_BUDGET = device.type == "cuda" and not fast_mode()   # the larger budget, for GPU users
+USE_GPU_BUDGET = gpu_budget()   # True on a CUDA GPU outside fast mode: the larger budget
 
 if USE_GPU_BUDGET:
     N_TRAIN, EPOCHS, BETAS, CHANNELS, HIDDEN = 300_000, 20, (1.0, 2.0, 4.0, 8.0), (32, 32, 64, 64), 256
@@ -1058,24 +1076,24 @@ for beta in BETAS:
           f"{scores[beta]['eval_accuracy']:.3f}")
 
 # %% [markdown]
-# **The default budget, measured** (CPU, `GENLAB_FAST` unset). On a quiet 2-core machine with two
-# threads: β = 1 reached recon 80.2 nats and KL 20.07 nats per image with **10 active units** and
-# **MIG 0.063** (BetaVAE score 0.844); β = 4 reached recon 94.2 nats and KL 11.41 nats with
-# **9 active units** (several below 0.1 nat of KL) and **MIG 0.030** (BetaVAE score 0.640). A run
-# with one thread (whose sums round differently) gave MIG 0.086 and 0.029, BetaVAE 0.836 and 0.620:
-# expect differences of this size between machines. **At this budget β = 4 does not beat β = 1**:
-# it pays the reconstruction price of a larger β without a disentanglement gain. The published
-# β-VAE results on dSprites (MIG 0.1–0.2) come from far longer training; the GPU budget aims there
-# (β = 4 MIG ≥ 0.10) but has not been measured yet. The whole notebook took 107 s of wall time
-# (196 s of CPU time over two threads); each model trained for about 45 s at about 2,000 images/s.
+# **What the default budget gives** (CPU, `GENLAB_FAST` unset). In a reference run β = 1 reached
+# recon 80.2 nats and KL 20.07 nats per image with **10 active units** and **MIG 0.063** (BetaVAE
+# score 0.844); β = 4 reached recon 94.2 nats and KL 11.41 nats with **9 active units** (several
+# below 0.1 nat of KL) and **MIG 0.030** (BetaVAE score 0.640). The same run on another machine
+# rounds its sums differently and lands a little elsewhere — MIG and the BetaVAE score moved by up
+# to about 0.02 between two such runs — so read your numbers with that spread in mind. **At this
+# budget β = 4 does not beat β = 1**: it pays the reconstruction price of a larger β without a
+# disentanglement gain. The published β-VAE results on dSprites (MIG 0.1–0.2) come from far longer
+# training; the GPU budget goes in that direction, so if you have a GPU, compare your MIGs with
+# those.
 #
 # ## Summary
 #
 # * dSprites has five known, independent factors and every combination once; genlab draws any
 #   image on demand from its factors, which is what lets us measure disentanglement at all.
 # * The β-VAE loss is the VAE's negative ELBO with the KL weighted by β. Above 1, β makes every
-#   nat of code expensive; the diagonal Gaussian posterior makes axis-aligned, factor-by-factor
-#   codes the cheapest way to spend them.
+#   nat of code expensive; the diagonal Gaussian posterior (not the rotation-invariant prior)
+#   makes axis-aligned, factor-by-factor codes the cheapest way to spend them.
 # * The KL splits into one term per latent dimension. Dimensions near 0 nats have collapsed; the
 #   active units — variance of the posterior mean above 0.01 — count the rest.
 # * A latent traversal decodes the posterior mean with one coordinate swept: a disentangled
@@ -1116,6 +1134,8 @@ for beta in BETAS:
 # * F. Locatello, S. Bauer, M. Lucic, G. Rätsch, S. Gelly, B. Schölkopf, O. Bachem, *Challenging
 #   Common Assumptions in the Unsupervised Learning of Disentangled Representations*, ICML 2019 —
 #   thousands of models, disentanglement_lib, and why the seed matters as much as the method.
+# * M. Rolinek, D. Zietlow, G. Martius, *Variational Autoencoders Pursue PCA Directions (by
+#   Accident)*, CVPR 2019 — why the diagonal posterior, not the prior, aligns the code with axes.
 # * Y. Burda, R. Grosse, R. Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016 — active
 #   units.
 # * L. Matthey, I. Higgins, D. Hassabis, A. Lerchner, *dSprites: Disentanglement testing Sprites

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from genlab import authoring  # module import: authoring.test_source must not be collected
+from genlab import authoring, labs  # module import: authoring.test_source must not be collected
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
@@ -366,12 +366,17 @@ def test_solution_notebook_conventions(path):
             assert order.index(name) < order.index(tid), f"{tid} comes before {name}"
 
 
-LAB01_EXERCISES = {"conv_transpose_output_size", "conv_transpose2d", "conv2d_matrix"}
+@pytest.mark.parametrize("lab", labs.LABS.values(), ids=lambda lab: lab.number)
+def test_solution_notebook_matches_the_registry(lab):
+    """Exercises, test cells and points in solutions/ are the registry's (and the contract's)."""
+    nb = nbformat.read(lab.solution(ROOT), as_version=4)
+    assert labs.structure_problems(lab, nb) == []
 
 
-def test_lab01_exercises_match_curriculum():
-    path = ROOT / "solutions" / "01_transposed_convolution" / "01_transposed_convolution.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    solutions, tests = _cells_by_kind(nb)
-    assert {s["grade_id"] for s in solutions} == LAB01_EXERCISES
-    assert {f"test_{name}" for name in LAB01_EXERCISES} <= {t["grade_id"] for t in tests}
+def test_registry_mismatch_is_named():
+    lab = labs.get("01_transposed_convolution")
+    nb = nbformat.read(lab.solution(ROOT), as_version=4)
+    test_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    test_cell.metadata["nbgrader"]["points"] += 1
+    problems = labs.structure_problems(lab, nb)
+    assert len(problems) == 1 and "points" in problems[0], problems

@@ -58,6 +58,49 @@ def test_budget_returns_the_objects_unchanged(monkeypatch):
     assert config.budget(default, fast) is default
 
 
+@pytest.mark.parametrize("dev, fast, no_gpu, expected", [
+    ("cpu", "0", "", "default"),
+    ("cuda", "0", "", "gpu"),
+    ("cuda", "1", "", "fast"),            # fast mode wins, also on a GPU
+    ("cuda", "0", "1", "default"),        # GENLAB_NO_GPU_BUDGET keeps the CPU budget
+])
+def test_budget_has_a_gpu_tier(monkeypatch, dev, fast, no_gpu, expected):
+    monkeypatch.setattr(device, "get_device", lambda prefer=None: torch.device(dev))
+    monkeypatch.setenv("GENLAB_FAST", fast)
+    monkeypatch.setenv("GENLAB_NO_GPU_BUDGET", no_gpu)
+    tiers = {"default": object(), "fast": object(), "gpu": object()}
+    assert config.budget(**tiers) is tiers[expected]
+    assert config.gpu_budget() is (expected == "gpu")
+    # without a gpu tier, a GPU gets the default budget
+    assert config.budget(default=tiers["default"], fast=tiers["fast"]) is \
+        tiers["fast" if expected == "fast" else "default"]
+
+
+def test_budget_gpu_tier_may_be_none(monkeypatch):
+    """None means "the whole data set" in the notebooks, so it must be a value, not "unset"."""
+    monkeypatch.setattr(device, "get_device", lambda prefer=None: torch.device("cuda"))
+    monkeypatch.setenv("GENLAB_FAST", "0")
+    monkeypatch.delenv("GENLAB_NO_GPU_BUDGET", raising=False)
+    assert config.budget(default=5000, fast=256, gpu=None) is None
+
+
+def test_grader_memory_limit_setting(monkeypatch):
+    monkeypatch.delenv("GENLAB_GRADER_MEMORY_GB", raising=False)
+    assert config.grader_memory_gb() == 8.0
+    monkeypatch.setenv("GENLAB_GRADER_MEMORY_GB", "2.5")
+    assert config.grader_memory_gb() == 2.5
+    monkeypatch.setenv("GENLAB_GRADER_MEMORY_GB", "lots")
+    with pytest.raises(ValueError, match="GENLAB_GRADER_MEMORY_GB"):
+        config.grader_memory_gb()
+
+
+@pytest.mark.parametrize("no, yes, expected", [("1", "", False), ("", "1", True), ("", "", None)])
+def test_widgets_override(monkeypatch, no, yes, expected):
+    monkeypatch.setenv("GENLAB_NO_WIDGETS", no)
+    monkeypatch.setenv("GENLAB_WIDGETS", yes)
+    assert config.widgets_override() is expected
+
+
 @pytest.mark.parametrize("value", TRUE_VALUES)
 def test_offline_on(monkeypatch, value):
     monkeypatch.setenv("GENLAB_OFFLINE", value)

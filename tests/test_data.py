@@ -383,11 +383,27 @@ def test_failing_cache_write(data_home, no_download, monkeypatch):
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(data.tempfile, "mkstemp", refuse)
+    from genlab import files
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     with pytest.raises(data.DataError, match="writable") as info:
         data.load_mnist("test")
     assert str(data_home / "mnist-test.pt") in str(info.value)
     assert not list(data_home.glob("*.tmp"))
+
+
+def test_atomic_save_leaves_nothing_behind_when_the_write_fails(tmp_path, monkeypatch):
+    from genlab import files
+    path = tmp_path / "cache.pt"
+    files.save_atomic({"a": torch.ones(2)}, path)
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(files.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        files.save_atomic({"a": torch.zeros(2)}, path)
+    assert path.read_bytes() == before                     # the old file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.pt"]   # no temporary file left
 
 
 def test_unwritable_dir_is_refused_before_a_download(data_home, no_download, monkeypatch):

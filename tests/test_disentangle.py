@@ -150,6 +150,73 @@ def test_discretize_matches_numpy_histogram_and_digitize():
         assert ours.min() >= 0 and ours.max() <= n_bins - 1
 
 
+def _codes_on_bin_edges(dtype, n_bins):
+    """Columns of one float dtype built to sit exactly on (or one ulp beside) the bin edges that
+    np.histogram computes for them, where rounding decides the bin."""
+    lo, hi = dtype(-0.7), dtype(1.9)
+    edges = np.linspace(lo, hi, n_bins + 1, dtype=dtype)      # np.histogram's edges for [lo, hi]
+    on_edges = np.concatenate([edges, np.nextafter(edges, dtype(np.inf)),
+                               np.nextafter(edges, dtype(-np.inf))])
+    rng = np.random.default_rng(n_bins)
+    return [
+        np.clip(on_edges, lo, hi).astype(dtype),
+        dtype(0.1) * np.arange(101, dtype=dtype),                  # 0.1 k, rounded in dtype
+        np.arange(101, dtype=dtype) / dtype(10),                   # k / 10
+        np.linspace(-1.3, 2.7, 1001).astype(dtype),
+        np.linspace(0.0, 1.0, 4 * n_bins + 1).astype(dtype),      # every quarter bin
+        dtype(2.5) * np.arange(-8, 9, dtype=dtype) / dtype(3),
+        (rng.normal(size=500) * 3 + 0.7).astype(dtype),            # posterior means, say
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n_bins", [3, 7, 10, 20, 30, 50])
+def test_discretize_is_disentanglement_libs_on_codes_that_sit_on_bin_edges(dtype, n_bins):
+    """NumPy computes the edges of float32 codes in float32 (and compares in float32), so a
+    float32 code on an edge can land in another bin than float64 edges would put it in."""
+    for j, column in enumerate(_codes_on_bin_edges(dtype, n_bins)):
+        codes = column.reshape(-1, 1)
+        assert codes.dtype == dtype
+        ref = _np_histogram_discretize(codes, n_bins) - 1
+        ours = dis.discretize(torch.from_numpy(codes), n_bins)
+        np.testing.assert_array_equal(ours.numpy(), ref, err_msg=f"column {j}, {n_bins} bins")
+    # all columns at once (they have different lengths: pad each with its own first value)
+    columns = _codes_on_bin_edges(dtype, n_bins)
+    n = max(len(c) for c in columns)
+    codes = np.stack([np.concatenate([c, np.full(n - len(c), c[0], dtype)]) for c in columns], 1)
+    np.testing.assert_array_equal(dis.discretize(torch.from_numpy(codes), n_bins).numpy(),
+                                  _np_histogram_discretize(codes, n_bins) - 1)
+
+
+def test_discretize_where_numpy_refuses_a_float32_range_uses_float64_edges():
+    """A float32 column whose range is a few ulps wide has float32 edges that do not increase
+    (np.histogram raises "Too many bins"); discretize bins it with float64 edges instead."""
+    narrow = (np.float32(0.3) + np.arange(12) % 5 * np.spacing(np.float32(0.3))).astype(np.float32)
+    constant = np.full(12, 1e8, np.float32)     # 1e8 +- 0.5 rounds back to 1e8 in float32
+    codes = np.stack([narrow, constant], 1)
+    with pytest.raises(ValueError, match="Too many bins"):
+        _np_histogram_discretize(codes, 20)
+    np.testing.assert_array_equal(dis.discretize(torch.from_numpy(codes), 20).numpy(),
+                                  _np_histogram_discretize(codes.astype(np.float64), 20) - 1)
+
+
+def test_nan_or_inf_codes_raise_a_clear_error():
+    factors = _dsprites_factors(100)
+    codes = torch.randn(100, 4, generator=_gen(7))
+    message = r"NaN or inf values \(2 of them, in column\(s\) \[1\]\); a latent code must be finite"
+    for bad in (math.nan, math.inf, -math.inf):
+        broken = codes.clone()
+        broken[3, 1] = bad
+        broken[50, 1] = bad
+        for call in (lambda: dis.mutual_information_gap(broken, factors),
+                     lambda: dis.mig_per_factor(broken, factors),
+                     lambda: dis.discretize(broken)):
+            with pytest.raises(ValueError, match=message):
+                call()
+        with pytest.raises(ValueError, match="not finite"):     # disentanglement_lib fails too
+            _np_histogram_discretize(broken.numpy(), 20)
+
+
 def test_mutual_info_and_entropy_against_sklearn_and_scipy():
     factors = _dsprites_factors(5000)
     codes = _mixed_codes(factors)

@@ -1,7 +1,7 @@
 """The grading pipeline end to end on lab 01: release -> autograde -> feedback -> CSV.
 
-One batch grades the bundled examples and one submission per nbgrader pitfall (see
-../shared/NBGRADER_NOTES.md) in a private copy of the course; each test then reads its row.
+One batch grades the bundled examples and one submission per nbgrader pitfall (the nbgrader 0.9
+issues named in genlab.course.plugins) in a private copy of the course; each test reads its row.
 """
 from __future__ import annotations
 
@@ -18,28 +18,23 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
-from genlab import grading
-from genlab.authoring import graded_cells
+from genlab import labs
+from genlab.course import build, check, grade, plugins
+from genlab.course.examples import fill_in, solution_of
+from genlab.course.paths import Course, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "01_transposed_convolution"
+REGISTRY = labs.get(LAB)
 pytestmark = pytest.mark.slow
 
-WRONG_MATRIX = '''def conv2d_matrix(kernel, in_size, stride=1, padding=0):
-    from genlab.tconv import conv2d_matrix as reference
-    return reference(kernel, in_size, stride, padding).T   # the transpose: a typical mistake'''
+WRONG_MATRIX = '''
+
+_right_matrix = conv2d_matrix
 
 
-def _points(nb) -> dict[str, float]:
-    """exercise -> points of its test cells, from the source notebook."""
-    cells = graded_cells(nb)
-    exercises = [c["grade_id"] for c in cells if c["solution"]]
-    out: dict[str, float] = {}
-    for c in cells:
-        if c["grade"]:
-            name = grading.exercise_of(c["grade_id"], exercises)
-            out[name] = out.get(name, 0) + c["points"]
-    return out
+def conv2d_matrix(kernel, in_size, stride=1, padding=0):
+    return _right_matrix(kernel, in_size, stride, padding).T   # the transpose: a typical mistake'''
 
 
 def _test_cell_index(nb, exercise):
@@ -48,11 +43,14 @@ def _test_cell_index(nb, exercise):
 
 
 def _pitfall_submissions(release, source) -> dict[str, nbformat.NotebookNode]:
-    fill = grading.fill_in
+    fill = fill_in
     subs = {}
     subs["correct"] = fill(release, source)
     subs["blank"] = copy.deepcopy(release)
-    subs["one_wrong"] = fill(release, source, {"conv2d_matrix": WRONG_MATRIX})
+    wrong_matrix = solution_of(source, "conv2d_matrix") + WRONG_MATRIX
+    subs["one_wrong"] = fill(release, source, {"conv2d_matrix": wrong_matrix})
+    subs["answer_key"] = fill(release, source, {"conv2d_matrix":
+                                                "from genlab.tconv import conv2d_matrix"})
 
     nb = fill(release, source)  # a graded solution cell duplicated (nbgrader #1083)
     i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("solution"))
@@ -61,7 +59,7 @@ def _pitfall_submissions(release, source) -> dict[str, nbformat.NotebookNode]:
     nb.cells.insert(i + 1, dup)
     subs["duplicate_cell"] = nb
 
-    nb = fill(release, source, {"conv2d_matrix": WRONG_MATRIX})  # deleting the failing test
+    nb = fill(release, source, {"conv2d_matrix": wrong_matrix})  # deleting the failing test
     del nb.cells[_test_cell_index(nb, "conv2d_matrix")]
     subs["deleted_test"] = nb
 
@@ -69,7 +67,7 @@ def _pitfall_submissions(release, source) -> dict[str, nbformat.NotebookNode]:
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "setup"]
     subs["deleted_setup"] = nb
 
-    nb = fill(release, source, {"conv2d_matrix": WRONG_MATRIX})  # editing the failing test
+    nb = fill(release, source, {"conv2d_matrix": wrong_matrix})  # editing the failing test
     nb.cells[_test_cell_index(nb, "conv2d_matrix")].source = "pass  # all good"
     subs["tampered_test"] = nb
 
@@ -120,11 +118,11 @@ def course(tmp_path_factory):
     overrides = Config()
     overrides.Execute.cell_timeouts = {"test_*": 10}
     overrides.Execute.default_timeout = 30
-    before = grading._fingerprint(submitted)
-    course = grading.Course(root, submitted, root / "grading", overrides)
-    grades = {g.student: g for g in grading.grade(course, [LAB], log=lambda *a: None)}
+    before = fingerprint(submitted)
+    course = Course(root, submitted, root / "grading", overrides)
+    grades = {g.student: g for g in grade.grade(course, [LAB], log=lambda *a: None)}
     return {"root": root, "course": course, "grades": grades, "source": source,
-            "points": _points(source), "before": before}
+            "points": {e.name: e.points for e in REGISTRY.exercises}, "before": before}
 
 
 def _score(course, student):
@@ -144,6 +142,11 @@ def test_blank_release_gets_zero(course):
 def test_one_wrong_exercise_loses_exactly_its_points(course):
     total = sum(course["points"].values())
     assert _score(course, "one_wrong") == total - course["points"]["conv2d_matrix"]
+
+
+def test_using_the_reference_answer_earns_nothing_for_that_exercise(course):
+    total = sum(course["points"].values())
+    assert _score(course, "answer_key") == total - course["points"]["conv2d_matrix"]
 
 
 def test_deleted_locked_setup_cell_is_restored(course):
@@ -169,7 +172,7 @@ def test_deleted_or_tampered_test_cell_is_restored(course, student):
 def test_runaway_submission_keeps_the_points_it_earned(course, student, note, lost):
     points = course["points"]
     assert _score(course, student) == sum(points.values()) - sum(points[e] for e in lost)
-    assert any(note in n for n in course["grades"][student].notes), course["grades"][student].notes
+    assert any(note in n for n in course["grades"][student].reasons), course["grades"][student].reasons
 
 
 def test_exception_in_a_cell_costs_only_what_depends_on_it(course):
@@ -178,15 +181,15 @@ def test_exception_in_a_cell_costs_only_what_depends_on_it(course):
 
 def test_unreadable_notebook_is_reported_and_others_still_graded(course):
     g = course["grades"]["not_json"]
-    assert g.score == 0
-    assert any("not a valid notebook" in n for n in g.notes), g.notes
+    assert g.score == 0 and not g.graded
+    assert any("not a valid notebook" in n for n in g.reasons), g.reasons
     assert _score(course, "one_wrong") > 0  # graded after it
     assert set(course["grades"]) == {p.name for p in course["course"].submitted.iterdir()}
 
 
 def test_bundled_examples_score_as_described(course):
     manifest = json.loads((ROOT / "grading" / "examples" / "examples.json").read_text())[LAB]
-    cell_points = {c["grade_id"]: c["points"] for c in graded_cells(course["source"]) if c["grade"]}
+    cell_points = REGISTRY.points
     for student, info in manifest.items():
         lost = cell_points if info["loses"] == "all" else info["loses"]
         expected = sum(cell_points.values()) - sum(cell_points[c] for c in lost)
@@ -194,7 +197,7 @@ def test_bundled_examples_score_as_described(course):
 
 
 def test_submitted_files_are_never_modified(course):
-    assert grading._fingerprint(course["course"].submitted) == course["before"]
+    assert fingerprint(course["course"].submitted) == course["before"]
 
 
 def test_grades_csv_has_every_submission(course):
@@ -235,7 +238,7 @@ def test_feedback_shows_test_errors_as_one_line(course):
     """HideTests cuts the traceback of every test cell (it would quote hidden asserts)."""
     path = course["root"] / "grading" / "autograded" / "one_wrong" / LAB / f"{LAB}.ipynb"
     nb = nbformat.read(str(path), as_version=4)
-    nb, _ = grading.HideTests().preprocess(nb, {})
+    nb, _ = plugins.HideTests().preprocess(nb, {})
     errors = [o for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert errors, "the wrong conv2d_matrix should fail its test"
@@ -247,7 +250,7 @@ def test_feedback_shows_test_errors_as_one_line(course):
 
 
 def test_summary_table_lists_every_student(course):
-    table = grading.format_grade_table(list(course["grades"].values()))
+    table = grade.format_grade_table(list(course["grades"].values()))
     for student in course["grades"]:
         assert student in table
     assert "kernel died" in table
@@ -296,14 +299,11 @@ def test_check_rejects_a_file_that_is_not_a_notebook(tmp_path):
 
 # ---- the maintainers' gate ----------------------------------------------------------------
 
-LABS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
-
-
-@pytest.mark.parametrize("lab_id", LABS)
+@pytest.mark.parametrize("lab_id", list(labs.LABS))
 def test_validate_passes_on_the_repository(lab_id):
     """Source builds the solution, the solution earns full points and the stub zero through the
     real nbgrader pipeline, and labs/ holds exactly what a fresh release gives."""
-    problems = grading.validate(ROOT, [lab_id], log=lambda *a: None)
+    problems = build.validate(ROOT, [lab_id], log=lambda *a: None)
     assert problems == []
 
 
@@ -313,7 +313,7 @@ def test_validate_catches_labs_out_of_sync(course):
     original = path.read_text()
     try:
         path.write_text(original.replace("Transposed", "Transposd", 1))
-        problems = [p for p in grading.validate(root, [LAB], log=lambda *a: None, scores=False)
+        problems = [p for p in build.validate(root, [LAB], log=lambda *a: None, scores=False)
                     if "differs from a fresh release" in p]
         assert problems
     finally:
@@ -322,7 +322,7 @@ def test_validate_catches_labs_out_of_sync(course):
 
 def test_exercise_names_from_test_ids():
     names = ["conv2d_matrix", "conv_transpose2d", "conv_transpose_output_size"]
-    assert grading.exercise_of("test_conv_transpose2d_errors", names) == "conv_transpose2d"
-    assert grading.exercise_of("test_conv_transpose_output_size", names) == \
+    assert check.exercise_of("test_conv_transpose2d_errors", names) == "conv_transpose2d"
+    assert check.exercise_of("test_conv_transpose_output_size", names) == \
         "conv_transpose_output_size"
-    assert grading.exercise_of("test_conv2d_matrix", names) == "conv2d_matrix"
+    assert check.exercise_of("test_conv2d_matrix", names) == "conv2d_matrix"

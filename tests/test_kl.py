@@ -10,7 +10,7 @@ from torch.distributions import (Independent, Laplace, MultivariateNormal, Norma
                                  kl_divergence)
 
 from genlab import kl
-from genlab.testing import CheckFailed, devices
+from genlab.testing import CheckFailed, devices, forbid_distributions
 from genlab.vae import kl_to_standard_normal
 
 F64 = torch.float64
@@ -133,6 +133,106 @@ def test_diag_shapes_and_errors():
         kl.kl_diag_gaussians(torch.zeros(2, 3), torch.zeros(2, 4), 0.0, 0.0)
     with pytest.raises(TypeError):
         kl.kl_diag_gaussians(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3), 0.0, 0.0)
+
+
+# --------------------------------------------------------------------------- extreme values
+
+# Found against torch.distributions: squaring (or exponentiating) before dividing turns tiny or
+# huge variances into 0 / 0 or inf / inf = NaN where the KL is a perfectly finite number.
+_EXTREME_SIGMAS = {torch.float32: [1e-30, 1e-20, 1.0, 1e20, 1e30],
+                   torch.float64: [1e-200, 1e-30, 1.0, 1e30, 1e200]}
+_EXTREME_LOGVARS = {torch.float32: [-100.0, -80.0, 0.0, 80.0, 100.0],
+                    torch.float64: [-800.0, -200.0, 0.0, 200.0, 800.0]}
+
+
+def _exact(expression):
+    """Evaluate ``expression(Decimal)`` with 60 significant digits (exponents up to 10^999999):
+    the KL with no underflow or overflow, from the exact values of the float inputs."""
+    import decimal
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        return expression(decimal.Decimal)
+
+
+def _exact_univariate(mu1, s1, mu2, s2):
+    def formula(D):
+        m1, v1, m2, v2 = D(mu1), D(s1), D(mu2), D(s2)
+        return (v2 / v1).ln() + (v1 * v1 + (m1 - m2) ** 2) / (2 * v2 * v2) - D("0.5")
+    return _exact(formula)
+
+
+def _exact_diag(rows):
+    def formula(D):
+        return sum((D("0.5") * ((D(lq) - D(lp)).exp() + (D(mq) - D(mp)) ** 2 * (-D(lp)).exp()
+                                - 1 - (D(lq) - D(lp)))
+                    for mq, lq, mp, lp in rows), D(0))
+    return _exact(formula)
+
+
+def _torch_is_exact(expected, scale_q, scale_p):
+    """Where torch.distributions' KL can serve as the oracle: finite, and its variance ratio
+    ``(scale_q / scale_p)^2`` a normal number (a subnormal one keeps only a few digits, e.g.
+    torch gives 49.787 for q = N(0, e^-100), p = N(0, 1) in float32, where the KL is 49.7957)."""
+    ratio = (scale_q / scale_p).pow(2)
+    normal = ratio >= torch.finfo(ratio.dtype).tiny
+    if expected.dim() < ratio.dim():
+        normal = normal.all(-1)
+    return expected.isfinite() & normal
+
+
+def _check_against_exact(got, exact, dtype):
+    """Finite, and within rounding of the exact KL, wherever that KL fits in ``dtype``; inf where
+    it does not (an honest overflow, not a NaN)."""
+    biggest = torch.finfo(dtype).max
+    rel = 1e-5 if dtype == torch.float32 else 1e-12
+    for value, true in zip(got.tolist(), exact):
+        if true < biggest:
+            assert math.isfinite(value), (value, true)
+            assert value == pytest.approx(float(true), rel=rel, abs=1e-30), (value, true)
+        else:
+            assert value == math.inf, (value, true)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_univariate_stays_finite_and_matches_torch_at_extreme_sigmas(dtype):
+    sigmas = _EXTREME_SIGMAS[dtype]
+    rows = [(m1, s1, 0.0, s2) for m1 in (0.0, 1.5) for s1 in sigmas for s2 in sigmas]
+    mu1, s1, mu2, s2 = torch.tensor(rows, dtype=dtype).T
+    got = kl.kl_univariate(mu1, s1, mu2, s2)
+    assert got.dtype == dtype and not got.isnan().any()
+    expected = kl_divergence(Normal(mu1, s1), Normal(mu2, s2))
+    trusted = _torch_is_exact(expected, s1, s2)
+    assert trusted.sum() >= 10
+    torch.testing.assert_close(got[trusted], expected[trusted])
+    exact = [_exact_univariate(*row) for row in zip(*(t.tolist() for t in (mu1, s1, mu2, s2)))]
+    _check_against_exact(got, exact, dtype)
+    # e.g. N(0, 1e-20^2) against N(0, 1e20^2) in float32: torch's ratio^2 underflows to 0 and
+    # gives inf, the KL is 0.5 (2 log 1e40 - 1) = 91.6
+    if dtype == torch.float32:
+        one = kl.kl_univariate(_t(0.0).float(), _t(1e-20).float(), 0.0, 1e20)
+        assert one.item() == pytest.approx(0.5 * (2 * math.log(1e40) - 1), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_diag_stays_finite_and_matches_torch_at_extreme_logvars(dtype):
+    logvars = _EXTREME_LOGVARS[dtype]
+    extreme = [(mq, lq, 0.0, lp) for mq in (0.0, 1.5) for lq in logvars for lp in logvars]
+    moderate = (0.3, 0.2, -0.4, -0.1)          # a second coordinate, to exercise the sum
+    rows = torch.tensor([[row, moderate] for row in extreme], dtype=dtype)   # (n, 2, 4)
+    mu_q, lv_q, mu_p, lv_p = rows.unbind(-1)                                 # each (n, 2)
+    got = kl.kl_diag_gaussians(mu_q, lv_q, mu_p, lv_p)
+    assert got.shape == (len(extreme),) and got.dtype == dtype and not got.isnan().any()
+    scale_q, scale_p = (0.5 * lv_q).exp(), (0.5 * lv_p).exp()
+    expected = kl_divergence(Independent(Normal(mu_q, scale_q), 1),
+                             Independent(Normal(mu_p, scale_p), 1))
+    trusted = _torch_is_exact(expected, scale_q, scale_p)
+    assert trusted.sum() >= 10
+    torch.testing.assert_close(got[trusted], expected[trusted])
+    # coordinate by coordinate, against torch's univariate Normal
+    per_coordinate = kl_divergence(Normal(mu_q, scale_q), Normal(mu_p, scale_p))
+    torch.testing.assert_close(got[trusted], per_coordinate.sum(-1)[trusted])
+    exact = [_exact_diag(sample) for sample in rows.tolist()]
+    _check_against_exact(got, exact, dtype)
 
 
 # --------------------------------------------------------------------------- Monte Carlo
@@ -406,7 +506,7 @@ def test_fits_are_mode_seeking_and_mass_covering():
 
 def test_forbid_distributions_blocks_and_restores():
     with pytest.raises(CheckFailed, match="torch.distributions.Normal"):
-        with kl.forbid_distributions("f"):
+        with forbid_distributions("f"):
             Normal(0.0, 1.0)
     Normal(0.0, 1.0)   # restored
     np.testing.assert_allclose(kl_divergence(Normal(0.0, 1.0), Normal(0.0, 1.0)).item(), 0.0)

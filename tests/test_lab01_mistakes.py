@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab import tconv
+from genlab import labs, tconv
 from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "01_transposed_convolution.py"
-EXERCISES = ["conv_transpose_output_size", "conv_transpose2d", "conv2d_matrix"]
-POINTS = {"test_conv_transpose_output_size": 2, "test_conv_transpose2d": 4,
-          "test_conv_transpose2d_errors": 1, "test_conv2d_matrix": 3}
+LAB = labs.get("01_transposed_convolution")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_model_solutions_agree_with_the_reference(lab):
 
 @pytest.mark.parametrize("test_id", list(POINTS))
 def test_stub_earns_nothing(lab, test_id):
-    name = next(n for n in EXERCISES if test_id == f"test_{n}" or test_id.startswith(f"test_{n}_"))
+    name = LAB.exercise_of(test_id)
     with pytest.raises(Exception):
         lab.run(test_id, **{name: stub})
 

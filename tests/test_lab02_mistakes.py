@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab import autoencoder as reference
+from genlab import labs
 from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 from genlab.training import fit
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "02_autoencoder_bottleneck.py"
-EXERCISES = ["reconstruction_loss", "Autoencoder", "train_autoencoder", "pca_reconstruct"]
-POINTS = {"test_reconstruction_loss": 2, "test_Autoencoder": 3, "test_train_autoencoder": 2,
-          "test_pca_reconstruct": 3, "test_pca_reconstruct_errors": 1}
+LAB = labs.get("02_autoencoder_bottleneck")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,9 @@ def _no_progress_bars(monkeypatch):
 
 # ------------------------------------------- model solutions (common checks: test_lab_cells.py)
 
-def test_training_budgets_use_budget_and_a_gpu_branch():
+def test_training_budgets_use_budget_with_a_gpu_tier():
     text = SOURCE.read_text()
-    assert "EPOCHS = budget(default=" in text and "N_TRAIN = budget(default=" in text
-    assert "torch.cuda.is_available()" in text
+    assert "EPOCHS = budget(default=20, fast=1, gpu=" in text and "N_TRAIN = budget(default=" in text
     assert "train_autoencoder(model, x_train" in text  # the experiment uses the student's code
 
 
@@ -80,7 +80,7 @@ STUBS = {"reconstruction_loss": stub, "Autoencoder": StubAutoencoder,
 
 @pytest.mark.parametrize("test_id", list(POINTS))
 def test_stub_fails_with_a_clear_message(lab, test_id):
-    name = next(n for n in EXERCISES if test_id == f"test_{n}" or test_id.startswith(f"test_{n}_"))
+    name = LAB.exercise_of(test_id)
     msg = lab.fails_with(test_id, "not implemented yet", **{name: STUBS[name]})
     assert "Traceback" not in msg
 

@@ -13,14 +13,13 @@ import torch.nn.functional as F
 
 from genlab import denoising
 from genlab.autoencoder import reconstruction_loss
+from genlab import labs
 from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "03_denoising_autoencoder.py"
-EXERCISES = ["add_gaussian_noise", "add_masking_noise", "add_salt_and_pepper_noise", "psnr",
-             "denoising_train_step", "anomaly_scores", "roc_auc"]
-POINTS = {"test_add_gaussian_noise": 2, "test_add_masking_noise": 2,
-          "test_add_salt_and_pepper_noise": 2, "test_psnr": 2, "test_denoising_train_step": 3,
-          "test_anomaly_scores": 2, "test_roc_auc": 3}
+LAB = labs.get("03_denoising_autoencoder")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")

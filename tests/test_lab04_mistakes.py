@@ -13,14 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from genlab import vae
+from genlab import labs, vae
 from genlab.testing import EqualTensor, LabHarness, stub
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "04_vae.py"
-EXERCISES = ["box_muller", "reparameterize", "kl_to_standard_normal", "VAE", "elbo_loss",
-             "sample_prior", "interpolate"]
-POINTS = {"test_box_muller": 2, "test_reparameterize": 3, "test_kl_to_standard_normal": 3,
-          "test_VAE": 3, "test_elbo_loss": 4, "test_sample_prior": 2, "test_interpolate": 3}
+LAB = labs.get("04_vae")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")

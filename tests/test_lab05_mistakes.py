@@ -14,16 +14,16 @@ from torch.distributions import MultivariateNormal, Normal
 
 from genlab import kl
 from genlab.kl import draw_samples
+from genlab import labs
 from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 from genlab.vae import kl_to_standard_normal
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:std\(\).*degrees of freedom")
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "05_kl_divergence.py"
-EXERCISES = ["kl_univariate", "kl_diag_gaussians", "kl_monte_carlo", "LinearGaussianModel", "elbo"]
-POINTS = {"test_kl_univariate": 3, "test_kl_diag_gaussians": 3, "test_kl_monte_carlo": 3,
-          "test_LinearGaussianModel": 2, "test_LinearGaussianModel_posterior": 2,
-          "test_elbo": 3}
+LAB = labs.get("05_kl_divergence")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")

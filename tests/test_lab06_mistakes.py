@@ -14,14 +14,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import mutual_info_score
 
-from genlab import disentangle
+from genlab import disentangle, labs
 from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "06_beta_vae.py"
-EXERCISES = ["beta_vae_loss", "kl_per_dimension", "active_units", "latent_traversal",
-             "mutual_information_gap"]
-POINTS = {"test_beta_vae_loss": 2, "test_kl_per_dimension": 2, "test_active_units": 2,
-          "test_latent_traversal": 3, "test_mutual_information_gap": 6}
+LAB = labs.get("06_beta_vae")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +334,47 @@ def test_mig_alternatives_pass(lab):
     handles constant columns."""
     lab.run("test_mutual_information_gap", mutual_information_gap=_mig())
     lab.run("test_mutual_information_gap", mutual_information_gap=_mig(bins="floor"))
+
+
+STUDENT_WITH_HELPERS_NAMED_LIKE_THE_TESTS = '''
+def _labels(v):
+    return torch.unique(v, return_inverse=True)[1]
+
+
+def _mi(joint):                      # the test cell has a helper _mi(a, b) too
+    outer = joint.sum(1, keepdim=True) * joint.sum(0, keepdim=True)
+    keep = joint > 0
+    return (joint[keep] * (joint[keep] / outer[keep]).log()).sum()
+
+
+def _joint(a, b):
+    a, b = _labels(a), _labels(b)
+    na, nb = int(a.max()) + 1, int(b.max()) + 1
+    return torch.bincount(a * nb + b, minlength=na * nb).double().reshape(na, nb) / len(a)
+
+
+def mutual_information_gap(codes, factors, n_bins=20):
+    codes = codes.double()
+    binned = []
+    for j in range(codes.shape[1]):
+        column = codes[:, j].contiguous()
+        lo, hi = column.min(), column.max()
+        edges = lo + torch.arange(n_bins, dtype=torch.float64) * (hi - lo) / n_bins
+        binned.append(torch.bucketize(column, edges, right=True) - 1)
+    gaps = []
+    for k in range(factors.shape[1]):
+        v = factors[:, k]
+        mi = torch.stack([_mi(_joint(b, v)) for b in binned])
+        top = torch.topk(mi, 2).values
+        gaps.append((top[0] - top[1]) / _mi(_joint(v, v)))
+    return float(torch.stack(gaps).mean())
+'''
+
+
+def test_student_helpers_named_like_the_tests_helpers_are_not_overwritten(lab):
+    """A test cell runs in a scope of its own: its helper ``_mi`` does not replace the student's
+    ``_mi`` (with another signature), which the student's MIG calls at test time."""
+    ns = lab.namespace()
+    exec(STUDENT_WITH_HELPERS_NAMED_LIKE_THE_TESTS, ns)  # as the student's cell would
+    lab.run("test_mutual_information_gap", namespace=ns)
+    assert ns["_mi"].__code__.co_varnames[0] == "joint"

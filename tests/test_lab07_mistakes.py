@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab import dcgan
+from genlab import dcgan, labs
 from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "07_dcgan.py"
-EXERCISES = ["discriminator_loss", "generator_loss", "Generator", "Discriminator",
-             "dcgan_weights_init", "gan_train_step"]
-POINTS = {"test_discriminator_loss": 3, "test_generator_loss": 3, "test_Generator": 3,
-          "test_Discriminator": 3, "test_dcgan_weights_init": 3, "test_gan_train_step": 5}
+LAB = labs.get("07_dcgan")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")

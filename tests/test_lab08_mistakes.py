@@ -12,15 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genlab import wgan
+from genlab import labs, wgan
 from genlab.testing import AlwaysEqual, EqualTensor, LabHarness, stub
 
-SOURCE = Path(__file__).resolve().parents[1] / "notebooks" / "08_wgan.py"
-EXERCISES = ["wasserstein_1d", "parallel_lines_divergences", "critic_loss", "wgan_generator_loss",
-             "clip_weights_", "gradient_penalty", "wgan_train_step"]
-POINTS = {"test_wasserstein_1d": 2, "test_parallel_lines_divergences": 3, "test_critic_loss": 1,
-          "test_wgan_generator_loss": 1, "test_clip_weights_": 2, "test_gradient_penalty": 5,
-          "test_wgan_train_step": 6}
+LAB = labs.get("08_wgan")
+SOURCE = LAB.source(Path(__file__).resolve().parents[1])
+EXERCISES = LAB.exercise_names
+POINTS = LAB.points
 
 
 @pytest.fixture(scope="module")

@@ -1,34 +1,41 @@
-"""The checks every lab's graded cells get, in one place.
+"""The checks every lab's graded cells get, in one place, for every lab in the registry.
 
-For each ``tests/test_labNN_mistakes.py`` (which declares the lab's ``SOURCE``, ``EXERCISES`` and
-``POINTS``): the notebook has the contract's cells and points; the model solutions pass every
-test cell and print nothing; the visible part of each test cell runs without the hidden part;
-and the library's reference implementations (``genlab.<topic>``) pass the lab's tests. The
-lab-specific checks (correct alternatives, stubs, cheats, named mistakes) stay in those files.
+For each lab of ``genlab.labs``: the notebook has the registry's cells and points; the model
+solutions pass every test cell and print nothing; the visible part of each test cell runs without
+the hidden part; and the library's reference implementations (``genlab.<topic>``) pass the lab's
+tests. The lab-specific checks (correct alternatives, stubs, cheats, named mistakes) live in
+``tests/test_lab<NN>_mistakes.py``.
 """
 import importlib
 from pathlib import Path
 
 import pytest
 
+from genlab import labs
 from genlab.testing import LabHarness
 
-TOPICS = {"01": "tconv", "02": "autoencoder", "03": "denoising", "04": "vae", "05": "kl",
-          "06": "disentangle", "07": "dcgan", "08": "wgan"}
-LAB_TESTS = sorted(p.stem for p in Path(__file__).parent.glob("test_lab[0-9][0-9]_mistakes.py"))
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:std\(\).*degrees of freedom")
 
 
-def test_every_lab_has_its_tests():
-    notebooks = sorted(p.stem[:2] for p in (Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.py"))
-    assert [name[8:10] for name in LAB_TESTS] == notebooks
+@pytest.mark.parametrize("lab", labs.LABS.values(), ids=lambda lab: lab.number)
+def test_every_lab_has_its_source_topic_and_tests(lab):
+    assert lab.source(ROOT).is_file(), f"{lab.id}: no notebooks/{lab.id}.py"
+    assert (ROOT / "tests" / f"test_lab{lab.number}_mistakes.py").is_file(), \
+        f"{lab.id}: no tests/test_lab{lab.number}_mistakes.py (typical mistakes per exercise)"
+    reference = importlib.import_module(f"genlab.{lab.topic}")
+    missing = [name for name in lab.exercise_names if not hasattr(reference, name)]
+    assert not missing, f"genlab.{lab.topic} has no reference for {missing}"
 
 
-@pytest.fixture(scope="module", params=LAB_TESTS, ids=lambda name: name[5:10])
+def test_registry_matches_the_repository():
+    assert labs.registry_problems(ROOT) == []
+
+
+@pytest.fixture(scope="module", params=list(labs.LABS.values()), ids=lambda lab: lab.number)
 def case(request):
-    module = importlib.import_module(request.param)
-    return module, LabHarness(module.SOURCE)
+    return request.param, LabHarness(request.param.source(ROOT))
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +44,8 @@ def _as_under_the_autograder(monkeypatch):
 
 
 def test_notebook_structure(case):
-    module, lab = case
-    lab.check_structure(module.EXERCISES, module.POINTS)
+    lab, harness = case
+    harness.check_structure(lab.exercise_names, lab.points)
 
 
 def test_model_solutions_pass_every_test_cell(case, capsys):
@@ -51,8 +58,8 @@ def test_visible_part_of_each_test_cell_runs_on_its_own(case):
 
 
 def test_reference_implementations_pass_the_lab_tests(case):
-    module, lab = case
-    reference = importlib.import_module(f"genlab.{TOPICS[module.__name__[8:10]]}")
-    replace = {name: getattr(reference, name) for name in module.EXERCISES}
-    for test_id in lab.tests:
-        lab.run(test_id, **replace)
+    lab, harness = case
+    reference = importlib.import_module(f"genlab.{lab.topic}")
+    replace = {name: getattr(reference, name) for name in lab.exercise_names}
+    for test_id in harness.tests:
+        harness.run(test_id, **replace)

@@ -166,6 +166,31 @@ def test_conv_transpose2d_errors():
         tconv.conv_transpose2d(x, w, stride=1.5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_empty_batch_gives_torchs_empty_result(dtype):
+    """N = 0 is a valid batch for torch (e.g. the last, empty chunk of a split): the result is
+    (0, C_out, H_out, W_out), with no convolution routine called."""
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(3, 2, 3, 2, generator=g, dtype=dtype)
+    b = torch.randn(2, generator=g, dtype=dtype)
+    configs = [dict(), dict(stride=2),
+               dict(stride=(2, 3), padding=1, output_padding=1, dilation=(1, 2)),
+               dict(stride=3, padding=(0, 1), output_padding=(2, 0), dilation=2)]
+    for kwargs in configs:
+        for bias in (None, b):
+            x = torch.randn(0, 3, 4, 5, dtype=dtype)
+            expected = F.conv_transpose2d(x, w, bias, **kwargs)
+            with forbid_calls(what="genlab.tconv"):
+                actual = tconv.conv_transpose2d(x, w, bias, **kwargs)
+            assert actual.shape == expected.shape and actual.dtype == expected.dtype, kwargs
+            torch.testing.assert_close(actual, expected)
+    # the batch is the only dimension that may be empty, as in torch
+    with pytest.raises(ValueError, match="empty"):
+        tconv.conv_transpose2d(torch.randn(1, 3, 0, 5, dtype=dtype), w)
+    with pytest.raises(RuntimeError):
+        F.conv_transpose2d(torch.randn(1, 3, 0, 5, dtype=dtype), w)
+
+
 def test_reference_calls_no_convolution_routine():
     x, w, b = torch.randn(2, 3, 4, 4), torch.randn(3, 2, 3, 3), torch.randn(2)
     with forbid_calls(what="genlab.tconv"):

@@ -13,15 +13,19 @@ from pathlib import Path
 
 import nbformat
 
-from genlab.grading import fill_in
+from genlab.course.examples import fill_in, solution_of
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-FLIPPED_KERNEL = '''def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1):
+FLIPPED_KERNEL = '''
+
+_unflipped = conv_transpose2d
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1):
     # A typical mistake: the kernel is flipped, as if this were a true convolution.
-    from genlab.tconv import conv_transpose2d as reference
-    return reference(x, weight.flip(-1, -2), bias, stride, padding, output_padding, dilation)'''
+    return _unflipped(x, weight.flip(-1, -2), bias, stride, padding, output_padding, dilation)'''
 
 # student -> (what the example shows, answers to change, test cells expected to fail)
 EXAMPLES = {
@@ -29,7 +33,7 @@ EXAMPLES = {
         "ada": ("complete and correct", {}, []),
         "ben": ("blank: the release as handed out", None, "all"),
         "cat": ("one wrong exercise (kernel flipped in conv_transpose2d)",
-                {"conv_transpose2d": FLIPPED_KERNEL}, ["test_conv_transpose2d"]),
+                {"conv_transpose2d": ("conv_transpose2d", FLIPPED_KERNEL)}, ["test_conv_transpose2d"]),
         "dan": ("broken: a duplicated graded cell, a deleted test cell, and a cell that kills "
                 "the kernel after the first exercise", "broken",
                 ["test_conv_transpose2d", "test_conv_transpose2d_errors", "test_conv2d_matrix"]),
@@ -65,8 +69,9 @@ def main() -> None:
                 nb = copy.deepcopy(release)
             elif answers == "broken":
                 nb = broken(fill_in(release, source))
-            else:
-                nb = fill_in(release, source, answers)
+            else:  # (exercise, code added after the model solution): the student's own mistake
+                nb = fill_in(release, source, {name: solution_of(source, base) + extra
+                                               for name, (base, extra) in answers.items()})
             dest = HERE / "submitted" / student / lab / f"{lab}.ipynb"
             dest.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, str(dest))

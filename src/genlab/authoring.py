@@ -145,6 +145,13 @@ def strip_hidden(source: str) -> str:
     return "\n".join(out)
 
 
+def scoped_test(source: str) -> str:
+    """The code the grading kernel runs for a test cell: the cell's code in a scope of its own
+    (:func:`genlab.testing.run_test_cell`), so its names never replace the student's."""
+    return (f"__import__('genlab.testing', fromlist=['run_test_cell'])"
+            f".run_test_cell({source!r}, globals())")
+
+
 def test_source(source: str) -> str:
     """A test cell's full source (visible and hidden) with the markers removed, ready to exec."""
     return "\n".join(line for line in source.splitlines()

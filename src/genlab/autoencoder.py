@@ -19,7 +19,6 @@ latent plane).
 from __future__ import annotations
 
 import math
-import operator
 import time
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .arguments import as_int, float_tensor
 from .device import model_device
 from .training import fit, predict
 
@@ -43,23 +43,10 @@ IMAGE_SHAPE = (1, 28, 28)  # one MNIST image: (C, H, W)
 
 def _check_images(x, name: str = "x") -> None:
     """``x`` must be a floating-point tensor (N, 1, 28, 28)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (images in [0, 1]), got {x.dtype}; "
-                        f"convert it with {name}.float() (and divide by 255 if it holds 0..255)")
+    float_tensor(x, name, images=True)
     if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
         raise ValueError(f"{name} must have shape (N, 1, 28, 28), got {tuple(x.shape)}"
                          + ("; add the channel axis with x.unsqueeze(1)" if x.dim() == 3 else ""))
-
-
-def _as_int(value, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,9 +72,9 @@ class Autoencoder(nn.Module):
 
     def __init__(self, latent_dim: int, channels: int = 16, hidden: int = 256):
         super().__init__()
-        latent_dim = _as_int(latent_dim, "latent_dim")
-        channels = _as_int(channels, "channels")
-        hidden = _as_int(hidden, "hidden")
+        latent_dim = as_int(latent_dim, "latent_dim")
+        channels = as_int(channels, "channels")
+        hidden = as_int(hidden, "hidden")
         for name, value in (("latent_dim", latent_dim), ("channels", channels), ("hidden", hidden)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -193,7 +180,7 @@ def train_autoencoder(model: nn.Module, data, epochs: int, lr: float = 1e-3,
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     images = _images_of(data)
-    epochs = _as_int(epochs, "epochs")
+    epochs = as_int(epochs, "epochs")
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
 
@@ -237,7 +224,7 @@ def pca_reconstruct(x_train: torch.Tensor, x_test: torch.Tensor, k: int) -> torc
         raise ValueError(f"x_train is on {x_train.device} but x_test on {x_test.device}; "
                          "move them to the same device")
     n, d = len(x_train), math.prod(x_train.shape[1:])
-    k = _as_int(k, "k")
+    k = as_int(k, "k")
     if not 1 <= k <= min(n, d):
         raise ValueError(f"k must be between 1 and min(N_train, D) = {min(n, d)} "
                          f"(N_train = {n} samples, D = {d} features), got {k}")
@@ -312,7 +299,7 @@ def latent_size_sweep(x_train: torch.Tensor, x_test: torch.Tensor, latent_sizes=
     """
     from .device import get_device
     device = torch.device(device) if device is not None else get_device()
-    sizes = [_as_int(k, "latent size") for k in latent_sizes]
+    sizes = [as_int(k, "latent size") for k in latent_sizes]
     result = SweepResult(latent_sizes=sizes)
     for k in sizes:
         torch.manual_seed(seed)
@@ -339,7 +326,7 @@ def decode_box(model: nn.Module, lo, hi, n: int = 15) -> torch.Tensor:
     if getattr(model, "latent_dim", 2) != 2:
         raise ValueError(f"decode_box needs a model with a 2-D latent space, got latent_dim="
                          f"{model.latent_dim}")
-    n = _as_int(n, "n")
+    n = as_int(n, "n")
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
     (x0, y0), (x1, y1) = [tuple(float(v) for v in p) for p in (lo, hi)]

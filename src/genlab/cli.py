@@ -24,11 +24,31 @@ def _bench(args) -> int:
     return bench.main(args)
 
 
-def _grading(verb):
-    def run(args) -> int:
-        from . import grading
-        return getattr(grading, f"cmd_{verb}")(args)
-    return run
+# The grading verbs import nbgrader, which takes seconds: each is imported when it runs.
+
+def _check(args) -> int:
+    from .course.check import cmd_check
+    return cmd_check(args)
+
+
+def _grade(args) -> int:
+    from .course.grade import cmd_grade
+    return cmd_grade(args)
+
+
+def _release(args) -> int:
+    from .course.build import cmd_release
+    return cmd_release(args)
+
+
+def _validate(args) -> int:
+    from .course.build import cmd_validate
+    return cmd_validate(args)
+
+
+def _build(args) -> int:
+    from .course.build import cmd_build
+    return cmd_build(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,32 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_grading_commands(sub) -> None:
     """The grading verbs; nbgrader is imported only when one of them runs."""
-    runner = _grading
-
     p = sub.add_parser("check", help="self-check a lab notebook: run its visible tests")
     p.add_argument("notebook", help="path to your notebook, e.g. labs/01_transposed_convolution/"
                                     "01_transposed_convolution.ipynb")
     p.add_argument("--timeout", type=int, default=120, help="seconds per cell (default 120)")
-    p.set_defaults(func=runner("check"))
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("grade", help="autograde all submissions, feedback, CSV and a summary")
     p.add_argument("labs", nargs="*", metavar="LAB", help="lab ids (default: every lab)")
     p.add_argument("--examples", action="store_true",
                    help="grade the bundled example submissions (the default when "
                         "grading/submitted/ is empty)")
-    p.set_defaults(func=runner("grade"))
+    p.add_argument("--force", action="store_true",
+                   help="regrade submissions already graded (default: reuse the results of "
+                        "unchanged submissions from results.jsonl)")
+    p.set_defaults(func=_grade)
 
     p = sub.add_parser("release", help="regenerate labs/ from solutions/ (and solutions/ from notebooks/)")
     p.add_argument("labs", nargs="*", metavar="LAB")
     p.add_argument("--no-build", action="store_true", help="do not rebuild solutions/ first")
-    p.set_defaults(func=runner("release"))
+    p.set_defaults(func=_release)
 
     p = sub.add_parser("validate", help="maintainers: solutions full marks, stubs zero, labs in sync")
     p.add_argument("labs", nargs="*", metavar="LAB")
-    p.set_defaults(func=runner("validate"))
+    p.set_defaults(func=_validate)
 
     p = sub.add_parser("build", help="maintainers: compile notebooks/*.py into solutions/")
-    p.set_defaults(func=runner("build"))
+    p.set_defaults(func=_build)
 
 
 def main(argv: list[str] | None = None) -> int:

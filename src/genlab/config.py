@@ -5,6 +5,14 @@
 - ``GENLAB_DATA`` is where data sets are downloaded and cached (default: the user's cache).
 - ``GENLAB_DEVICE`` forces a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
 - ``GENLAB_OFFLINE=1`` skips download attempts and goes straight to the bundled fallbacks.
+- ``GENLAB_NO_WIDGETS=1`` / ``GENLAB_WIDGETS=1`` force sliders off / on (:mod:`genlab.widgets`).
+- ``GENLAB_NO_GPU_BUDGET=1`` keeps the default (CPU) budgets on a GPU.
+- ``GENLAB_GRADER_MEMORY_GB`` caps the grading kernel's memory, the whole process tree (default
+  8; 0 for no cap); ``GENLAB_GRADER_SANDBOX``, ``_DISK_MB``, ``_FILE_MB``, ``_PROCESSES``,
+  ``_CPU_SECONDS``, ``_OUTPUT_MB``: the grading sandbox (:mod:`genlab.course.sandbox`).
+
+The grading kernel's environment (:func:`grading_env`) is written here once, for both
+``genlab check`` and ``genlab grade``, so a student sees the verdict the grader gives.
 
 Every module asks these functions, never ``os.environ`` directly, so a test can flip a
 setting with ``monkeypatch.setenv`` and see the effect everywhere.
@@ -36,12 +44,96 @@ def autograding() -> bool:
     return bool(os.environ.get("NBGRADER_EXECUTION"))
 
 
-def budget(default, fast):
-    """Pick a training budget: ``fast`` in fast mode, ``default`` otherwise.
+_UNSET = object()
 
-    >>> epochs = budget(default=10, fast=1)
+
+def budget(default, fast, gpu=_UNSET):
+    """Pick a training budget: ``fast`` in fast mode; else ``gpu`` (when given) if genlab's
+    device is a CUDA GPU; else ``default`` (the laptop-CPU budget).
+
+    >>> epochs = budget(default=10, fast=1, gpu=40)
+
+    ``None`` is a value like any other (notebooks use it for "the whole data set").
     """
-    return fast if fast_mode() else default
+    if fast_mode():
+        return fast
+    if gpu is not _UNSET and gpu_budget():
+        return gpu
+    return default
+
+
+def gpu_budget() -> bool:
+    """True when notebooks should use their larger GPU budgets: genlab computes on CUDA, fast
+    mode is off and ``GENLAB_NO_GPU_BUDGET`` is not set."""
+    if fast_mode() or _flag("GENLAB_NO_GPU_BUDGET"):
+        return False
+    from .device import get_device
+    return get_device().type == "cuda"
+
+
+def widgets_override() -> bool | None:
+    """``GENLAB_NO_WIDGETS=1`` -> False, ``GENLAB_WIDGETS=1`` -> True, else None (let
+    :func:`genlab.widgets.has_widget_frontend` guess)."""
+    if _flag("GENLAB_NO_WIDGETS"):
+        return False
+    if _flag("GENLAB_WIDGETS"):
+        return True
+    return None
+
+
+def grader_memory_gb() -> float:
+    """The grading kernel's memory cap in GiB (``GENLAB_GRADER_MEMORY_GB``, default 8; 0: none)."""
+    return _number("GENLAB_GRADER_MEMORY_GB", 8.0)
+
+
+def _number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def grader_disk_mb() -> float:
+    """Size of the grading sandbox's writable /tmp (``GENLAB_GRADER_DISK_MB``, default 512)."""
+    return _number("GENLAB_GRADER_DISK_MB", 512)
+
+
+def grader_file_mb() -> float:
+    """Largest file a graded notebook may write (``GENLAB_GRADER_FILE_MB``, default 256)."""
+    return _number("GENLAB_GRADER_FILE_MB", 256)
+
+
+def grader_max_processes() -> int:
+    """Processes a graded notebook may run at once (``GENLAB_GRADER_PROCESSES``, default 32)."""
+    return int(_number("GENLAB_GRADER_PROCESSES", 32))
+
+
+def grader_cpu_seconds() -> int:
+    """CPU seconds for one graded notebook's kernel (``GENLAB_GRADER_CPU_SECONDS``, default 1800)."""
+    return int(_number("GENLAB_GRADER_CPU_SECONDS", 1800))
+
+
+def grader_output_mb() -> float:
+    """Output a graded notebook may produce before the rest is dropped (``GENLAB_GRADER_OUTPUT_MB``,
+    default 20)."""
+    return _number("GENLAB_GRADER_OUTPUT_MB", 20)
+
+
+def grader_sandbox() -> str:
+    """``GENLAB_GRADER_SANDBOX``: ``auto`` (bubblewrap where it works, else a loud warning and
+    the plain kernel), ``require`` (refuse to grade without it) or ``off``."""
+    value = os.environ.get("GENLAB_GRADER_SANDBOX", "auto").strip().lower() or "auto"
+    if value not in {"auto", "require", "off"}:
+        raise ValueError(f"GENLAB_GRADER_SANDBOX must be auto, require or off, got {value!r}")
+    return value
+
+
+def grading_env() -> dict[str, str]:
+    """Environment of the kernel that runs a notebook for ``genlab check`` and ``genlab grade``:
+    fast mode, headless figures, no sliders, no download attempts, unbuffered output."""
+    return {"GENLAB_FAST": "1", "MPLBACKEND": "Agg", "GENLAB_NO_WIDGETS": "1",
+            "GENLAB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def data_dir() -> Path:

@@ -39,7 +39,6 @@ import numbers
 import os
 import socket
 import sys
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from . import config
+from .files import save_atomic
 
 __all__ = ["DataError", "DataFallbackWarning", "NAMES", "SPLITS", "clear_cache", "data_source",
            "describe_sources", "load_images", "load_mnist", "read_idx"]
@@ -288,16 +288,9 @@ def _write_cache(path: Path, data: _Data) -> None:
     """Save ``data`` to ``path`` atomically: write a temporary file, then rename it."""
     _ensure_writable(path.parent)
     saved = {"images": data.images, "labels": data.labels, "source": data.source}
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            torch.save(saved, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared data directory wants it readable
-        os.replace(tmp, path)  # readers see either no file or the whole file
+        save_atomic(saved, path)
     except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise DataError(f"cannot write the cache file {path} ({err.strerror or err}); "
                         "set GENLAB_DATA to a writable directory with free space") from None
 

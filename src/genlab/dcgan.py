@@ -5,7 +5,7 @@ a generator ``G`` that turns noise ``z`` into images and a discriminator ``D`` t
 images from generated ones. DCGAN (Radford, Metz and Chintala 2016) is the set of architecture
 rules that made this game train reliably on images.
 
-Graded (the contract of ``shared/CURRICULUM.md``):
+Graded (the exercises listed for this lab in :mod:`genlab.labs`):
 
 - :class:`Generator` -- ``z (N, nz) -> (N, 1, 28, 28)`` in [-1, 1];
 - :class:`Discriminator` -- ``(N, 1, 28, 28) -> logits (N,)``;
@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .training import fit
+from .arguments import float_tensor
+from .device import model_device
+from .training import evaluating, fit
 
 __all__ = ["Generator", "Discriminator", "dcgan_weights_init", "discriminator_loss",
            "generator_loss", "gan_train_step", "to_gan_range", "from_gan_range", "make_dcgan",
@@ -121,10 +123,7 @@ def dcgan_weights_init(module: nn.Module) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _check_logits(logits, name: str) -> None:
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"{name} must be floating point (logits), got {logits.dtype}")
+    float_tensor(logits, name)
     if logits.dim() != 1 or len(logits) == 0:
         raise ValueError(f"{name} must be a non-empty 1-D tensor of logits (N,), "
                          f"got shape {tuple(logits.shape)}")
@@ -195,8 +194,9 @@ def adam_gan(model: nn.Module, lr: float = 2e-4, beta1: float = 0.5) -> torch.op
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(beta1, 0.999))
 
 
-class _Pair(nn.Module):
-    """G and D in one module, so that :func:`~genlab.training.fit` moves both."""
+class GANPair(nn.Module):
+    """G and D (or a critic) in one module, so that :func:`~genlab.training.fit` moves and
+    converts both."""
 
     def __init__(self, G, D):
         super().__init__()
@@ -219,13 +219,9 @@ class GANHistory:
 def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """``G(z)`` in eval mode (batch norm uses its running statistics), in batches; the
     generator's train/eval mode is restored afterwards. Returns images in [-1, 1] on z's device."""
-    device = next(G.parameters()).device
-    was_training = G.training
-    G.eval()
-    try:
+    device = model_device(G)
+    with evaluating(G):
         out = torch.cat([G(chunk.to(device)) for chunk in z.split(batch_size)])
-    finally:
-        G.train(was_training)
     return out.to(z.device).contiguous()
 
 
@@ -268,7 +264,7 @@ def train_gan(G: nn.Module, D: nn.Module, x: torch.Tensor, epochs: int, *, batch
 
     snapshot(0)
     start = time.perf_counter()
-    fit(_Pair(G, D), x, step_fn=step_fn, epochs=epochs, batch_size=batch_size, device=device,
+    fit(GANPair(G, D), x, step_fn=step_fn, epochs=epochs, batch_size=batch_size, device=device,
         generator=seed, progress=progress, desc=desc)
     history.seconds = time.perf_counter() - start
     history.images_per_second = len(x) * epochs / history.seconds

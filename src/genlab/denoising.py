@@ -4,7 +4,7 @@ A denoising autoencoder (Vincent et al. 2008, 2010) sees a corrupted image and i
 give back the clean one. This module holds the lab's graded functions and the helpers its
 experiment uses.
 
-Graded (the contract of ``shared/CURRICULUM.md``):
+Graded (the exercises listed for this lab in :mod:`genlab.labs`):
 
 - :func:`add_gaussian_noise`, :func:`add_masking_noise`, :func:`add_salt_and_pepper_noise` --
   the three corruptions of Vincent et al. (2010);
@@ -33,9 +33,10 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from .arguments import float_tensor, generator_or_none
 from .autoencoder import reconstruction_loss
 from .device import model_device
-from .training import adam, fit, predict
+from .training import adam, evaluating, fit, predict
 
 __all__ = ["add_gaussian_noise", "add_masking_noise", "add_salt_and_pepper_noise", "psnr",
            "denoising_train_step", "anomaly_scores", "roc_auc", "NOISES", "NOISE_LEVELS",
@@ -46,15 +47,6 @@ __all__ = ["add_gaussian_noise", "add_masking_noise", "add_salt_and_pepper_noise
 # --------------------------------------------------------------------------------------------
 # Checking inputs and drawing random numbers
 # --------------------------------------------------------------------------------------------
-
-def _check_float_tensor(x, name: str = "x") -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor of images in [0, 1], got "
-                        f"{x.dtype}; convert it with {name}.float() (and divide by 255 if it "
-                        "holds 0..255)")
-
 
 def _check_level(value, name: str, upper: float | None) -> float:
     """``value`` as a float in ``[0, upper]`` (``[0, inf)`` without ``upper``), or a clear error."""
@@ -69,15 +61,10 @@ def _check_level(value, name: str, upper: float | None) -> float:
     return value
 
 
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-
-
 def _draw(x: torch.Tensor, generator: torch.Generator | None, normal: bool) -> torch.Tensor:
     """Standard normal (``normal=True``) or uniform [0, 1) numbers shaped like ``x``: drawn on the
     generator's device (``x``'s without one), returned on ``x``'s device with ``x``'s dtype."""
-    _check_generator(generator)
+    generator_or_none(generator)
     where = x.device if generator is None else generator.device
     draw = torch.randn if normal else torch.rand
     return draw(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
@@ -94,7 +81,7 @@ def add_gaussian_noise(x: torch.Tensor, sigma: float,
     ``sigma`` is the *standard deviation* of the noise (>= 0). Raises TypeError for a
     non-float ``x`` and ValueError for a negative ``sigma``.
     """
-    _check_float_tensor(x)
+    float_tensor(x, "x", images=True)
     sigma = _check_level(sigma, "sigma", upper=None)
     return (x + sigma * _draw(x, generator, normal=True)).clamp(0.0, 1.0)
 
@@ -105,7 +92,7 @@ def add_masking_noise(x: torch.Tensor, p: float,
 
     Vincent et al. call this masking noise: the network must fill in the pixels it lost.
     """
-    _check_float_tensor(x)
+    float_tensor(x, "x", images=True)
     p = _check_level(p, "p", upper=1.0)
     u = _draw(x, generator, normal=False)          # uniform in [0, 1): P(u < p) = p
     return torch.where(u < p, torch.zeros_like(x), x)
@@ -118,7 +105,7 @@ def add_salt_and_pepper_noise(x: torch.Tensor, p: float,
     One uniform number per pixel decides both things: ``u < p/2`` gives pepper (0),
     ``p/2 <= u < p`` gives salt (1), ``u >= p`` keeps the pixel.
     """
-    _check_float_tensor(x)
+    float_tensor(x, "x", images=True)
     p = _check_level(p, "p", upper=1.0)
     u = _draw(x, generator, normal=False)
     salt_or_pepper = (u >= p / 2).to(x.dtype)      # 1 on the upper half of [0, p), else 0
@@ -165,7 +152,7 @@ def random_corruption(noises: Mapping[str, Callable] | None = None,
     noises = NOISES if noises is None else noises
     ranges = MIXED_RANGES if ranges is None else ranges
     kinds = list(ranges)
-    _check_generator(generator)
+    generator_or_none(generator)
 
     def corrupt(x: torch.Tensor) -> torch.Tensor:
         order = torch.randperm(len(x), generator=generator).to(x.device)
@@ -192,8 +179,8 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor, max_val: float = 1.0) -> torch.Te
     Raises ValueError when the shapes differ, the input is not a batch ``(N, ...)`` or
     ``max_val <= 0``; TypeError for non-float tensors.
     """
-    _check_float_tensor(x_hat, "x_hat")
-    _check_float_tensor(x, "x")
+    float_tensor(x_hat, "x_hat", images=True)
+    float_tensor(x, "x", images=True)
     if x_hat.shape != x.shape:
         raise ValueError(f"x_hat and x must have the same shape, got {tuple(x_hat.shape)} and "
                          f"{tuple(x.shape)}")
@@ -282,7 +269,7 @@ def anomaly_scores(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) ->
     ``(N,)``, on ``x``'s device, without gradients. The model runs in eval mode (its mode is
     restored afterwards). A high score means the model cannot rebuild the input: a likely outlier.
     """
-    _check_float_tensor(x)
+    float_tensor(x, "x", images=True)
     if x.dim() < 2:
         raise ValueError(f"expected a batch (N, ...) of inputs, got shape {tuple(x.shape)}")
     x_hat = reconstruct(model, x, batch_size)
@@ -370,7 +357,7 @@ def make_outliers(n: int, generator: torch.Generator | None = None,
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
-    _check_generator(generator)
+    generator_or_none(generator)
     g = generator if generator is not None and generator.device.type == "cpu" else None
     if generator is not None and g is None:  # a CUDA generator: derive a CPU one from it
         g = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator,
@@ -435,31 +422,30 @@ def inpaint(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, steps: int = 
     ``callback(step, z)``, if given, is called after every step (1, 2, ..., ``steps``) with a
     detached copy of the codes, e.g. to follow the error inside the hole as the search goes on.
     """
-    _check_float_tensor(x)
-    _check_float_tensor(mask, "mask")
+    float_tensor(x, "x", images=True)
+    float_tensor(mask, "mask", images=True)
     if mask.shape != x.shape:
         mask = mask.expand_as(x)  # e.g. one (1, 1, 28, 28) mask for the whole batch
-    device, was_training = model_device(model), model.training
+    device = model_device(model)
     x_, m_ = x.to(device), mask.to(device)
-    model.eval()
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     try:
-        with torch.no_grad():
-            z0 = model.encode(x_ * m_) if z_init is None else z_init.to(device)
-        z = z0.detach().clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([z], lr=lr)
-        for step in range(steps):
-            optimizer.zero_grad()
-            masked_error = ((model.decode(z) - x_) * m_).pow(2).flatten(1).sum(1)
-            masked_error.sum().backward()  # a sum: every image's code gets its own gradient
-            optimizer.step()
-            if callback is not None:
-                callback(step + 1, z.detach().clone())
-        with torch.no_grad():
-            return model.decode(z).to(x.device)
+        with evaluating(model):
+            with torch.no_grad():
+                z0 = model.encode(x_ * m_) if z_init is None else z_init.to(device)
+            z = z0.detach().clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([z], lr=lr)
+            for step in range(steps):
+                optimizer.zero_grad()
+                masked_error = ((model.decode(z) - x_) * m_).pow(2).flatten(1).sum(1)
+                masked_error.sum().backward()  # a sum: every image's code gets its own gradient
+                optimizer.step()
+                if callback is not None:
+                    callback(step + 1, z.detach().clone())
+            with torch.no_grad():
+                return model.decode(z).to(x.device)
     finally:
         for p in frozen:
             p.requires_grad_(True)
-        model.train(was_training)

@@ -1,4 +1,4 @@
-"""Reference implementations for lab 06_beta_vae (see shared/CURRICULUM.md), the 64x64 β-VAE
+"""Reference implementations for lab 06_beta_vae (exercises in :mod:`genlab.labs`), the 64x64 β-VAE
 for dSprites, and two disentanglement metrics: MIG (an exercise) and the BetaVAE score.
 
 The metrics follow google-research/disentanglement_lib (``evaluation/metrics/mig.py``,
@@ -16,7 +16,7 @@ from torch import nn
 
 from . import dsprites
 from .device import model_device
-from .training import predict
+from .training import evaluating, predict
 from .vae import elbo_loss, reparameterize
 
 __all__ = ["beta_vae_loss", "kl_per_dimension", "active_units", "latent_traversal",
@@ -72,9 +72,7 @@ def latent_traversal(model: nn.Module, x: torch.Tensor, dim: int, values) -> tor
         x = x[None]
     if x.dim() != 4 or len(x) != 1:
         raise ValueError(f"x must be one image, (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         mu, _ = model.encode(x.to(model_device(model)))
         if not -mu.shape[1] <= dim < mu.shape[1]:
             raise IndexError(f"dim {dim} is out of range for {mu.shape[1]} latent dimensions")
@@ -82,34 +80,74 @@ def latent_traversal(model: nn.Module, x: torch.Tensor, dim: int, values) -> tor
         z = mu.repeat(len(values), 1)
         z[:, dim] = values
         images = torch.sigmoid(model.decode(z))
-    finally:
-        model.train(was_training)
     return images.to(x.device)
 
 
 # --------------------------------------------------------------------------- MIG
+
+def _left_edges(lo: torch.Tensor, hi: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """``(D, n_bins)``: ``np.linspace(lo[j], hi[j], n_bins + 1)[:-1]`` for each column j, with
+    NumPy's arithmetic in ``lo``'s dtype: ``k * step + lo`` with ``step = (hi - lo) / n_bins``,
+    or ``(k / n_bins) * (hi - lo) + lo`` where that step underflows to 0 (NumPy gh-5437)."""
+    k = torch.arange(n_bins, dtype=lo.dtype, device=lo.device)
+    delta = (hi - lo)[:, None]
+    step = delta / n_bins
+    scaled = torch.where(step == 0, k / n_bins * delta, k * step)
+    return scaled + lo[:, None]
+
+
+def _histogram_labels(c: torch.Tensor, n_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels 0..n_bins-1 of ``c (N, D)`` with edges computed in ``c``'s dtype, and a ``(D,)``
+    mask of the columns whose edges do not increase strictly (where NumPy raises "Too many
+    bins for data range")."""
+    lo, hi = c.min(0).values, c.max(0).values
+    flat = lo == hi  # np.histogram's rule for a constant column: the range [v - 0.5, v + 0.5]
+    lo, hi = torch.where(flat, lo - 0.5, lo), torch.where(flat, hi + 0.5, hi)
+    edges = _left_edges(lo, hi, n_bins)                       # (D, n_bins): the left edges
+    all_edges = torch.cat([edges, hi[:, None]], 1)            # np.linspace puts hi last
+    collapsed = (all_edges[:, 1:] <= all_edges[:, :-1]).any(1)
+    labels = (c.T[:, :, None] >= edges[:, None, :]).sum(-1).T.sub(1).clamp_min(0)
+    return labels, collapsed
+
 
 def discretize(codes: torch.Tensor, n_bins: int = 20) -> torch.Tensor:
     """Histogram-discretize each column of ``codes (N, D)`` into ``n_bins`` equal-width bins
     between that column's minimum and maximum: int64 labels in 0..n_bins-1.
 
     The same bins as disentanglement_lib's ``_histogram_discretize`` (``np.digitize(x,
-    np.histogram(x, n_bins)[1][:-1])``, which numbers them 1..n_bins): edges
-    ``min + k (max - min) / n_bins`` in float64, a value on an inner edge goes to the bin above
-    it, the maximum to the last bin. A constant column lands in a single bin (the middle one,
-    as NumPy's range ``[v - 0.5, v + 0.5]`` puts it).
+    np.histogram(x, n_bins)[1][:-1])``, which numbers them 1..n_bins), bit for bit: NumPy
+    computes the edges ``min + k * ((max - min) / n_bins)`` in the codes' own precision
+    (float32 codes get float32 edges, so a float32 value near an edge can land in another bin
+    than float64 edges would put it) and compares the codes with them in that precision; so
+    does this function, for float16, float32 and float64 codes (bfloat16 codes are binned as
+    float32, integer codes as float64, as NumPy would bin the array they convert to). A value
+    on an inner edge goes to the bin above it, the maximum to the last bin. A constant column
+    lands in a single bin (the middle one, as NumPy's range ``[v - 0.5, v + 0.5]`` puts it).
+
+    Where NumPy refuses a column ("Too many bins for data range": its range is so narrow that
+    the float32 or float16 edges do not increase strictly), that column's edges are computed
+    in float64 instead. NaN or inf codes raise ValueError (NumPy raises too: the range is not
+    finite).
     """
     if codes.dim() != 2:
         raise ValueError(f"codes must be (N, D), got {tuple(codes.shape)}")
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
-    c = codes.detach().double()
-    lo, hi = c.min(0).values, c.max(0).values
-    flat = lo == hi  # np.histogram's rule for a constant column: the range [v - 0.5, v + 0.5]
-    lo, hi = torch.where(flat, lo - 0.5, lo), torch.where(flat, hi + 0.5, hi)
-    k = torch.arange(n_bins, dtype=torch.float64, device=c.device)
-    edges = lo[:, None] + k[None, :] * ((hi - lo) / n_bins)[:, None]  # (D, n_bins): left edges
-    return (c.T[:, :, None] >= edges[:, None, :]).sum(-1).T.sub(1).clamp_min(0)
+    c = codes.detach()
+    if c.dtype == torch.bfloat16:
+        c = c.float()
+    elif c.dtype not in (torch.float16, torch.float32, torch.float64):
+        c = c.double()
+    bad = ~torch.isfinite(c)
+    if bool(bad.any()):
+        columns = bad.any(0).nonzero().flatten().tolist()
+        raise ValueError(f"codes contain NaN or inf values ({int(bad.sum())} of them, in "
+                         f"column(s) {columns}); a latent code must be finite")
+    labels, collapsed = _histogram_labels(c, n_bins)
+    if c.dtype != torch.float64 and bool(collapsed.any()):
+        columns = collapsed.nonzero().flatten()
+        labels[:, columns] = _histogram_labels(c[:, columns].double(), n_bins)[0]
+    return labels
 
 
 def _relabel(column: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -185,7 +223,9 @@ def mutual_information_gap(codes: torch.Tensor, factors: torch.Tensor, n_bins: i
     """MIG (Chen et al. 2018) as disentanglement_lib computes it: discretize each code dimension
     into ``n_bins`` equal-width bins, take the mutual information of every (code, factor) pair,
     and average over the factors the gap between the two most informative code dimensions
-    divided by the factor's entropy. In [0, 1]; 1 means one code dimension per factor."""
+    divided by the factor's entropy. In [0, 1]; 1 means one code dimension per factor.
+
+    Codes with NaN or inf values raise ValueError (see :func:`discretize`)."""
     return float(mig_per_factor(codes, factors, n_bins).mean())
 
 

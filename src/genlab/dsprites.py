@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from . import config
+from .files import save_atomic
 
 __all__ = ["FACTOR_NAMES", "FACTOR_SIZES", "SHAPES", "N_IMAGES", "IMAGE_SIZE", "factor_values",
            "index_to_classes", "classes_to_index", "classes_to_values", "render",
@@ -269,10 +270,7 @@ def subset(n: int, seed: int = 0, dtype: torch.dtype = torch.float32,
                                      dtype=torch.uint8)
             if disk_cache:
                 try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    torch.save({"bits": _pack(images), "classes": classes}, tmp)
-                    tmp.replace(path)
+                    save_atomic({"bits": _pack(images), "classes": classes}, path)
                 except OSError as err:
                     warnings.warn(f"could not cache dSprites subset in {path.parent} ({err})",
                                   stacklevel=2)

@@ -23,9 +23,7 @@ The numbers are comparable only between runs that use the same data source and s
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from torch import nn
 
 from . import config
 from .data import data_source, load_mnist
+from .files import save_atomic
 
 __all__ = ["CODE_VERSION", "DigitClassifier", "digit_classifier", "features", "frechet_distance",
            "SampleQuality", "sample_quality", "cache_path"]
@@ -112,17 +111,9 @@ def _load_cached(path: Path, key: str) -> DigitClassifier | None:
 def _save(path: Path, model: DigitClassifier, key: str) -> None:
     """Write the classifier atomically (temporary file, then rename); warn if that fails."""
     saved = {"key": key, "state_dict": model.state_dict(), "accuracy": model.test_accuracy}
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            torch.save(saved, f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        save_atomic(saved, path)
     except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         _notice(f"cannot cache the digit classifier in {path.parent} ({err.strerror or err}); "
                 "it will be retrained in the next session")
 

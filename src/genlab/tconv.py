@@ -13,24 +13,12 @@ from that picture alone, without calling any convolution routine, so they can be
 """
 from __future__ import annotations
 
-import operator
-
 import torch
+
+from .arguments import as_int
 
 __all__ = ["conv_transpose_output_size", "conv_transpose2d", "conv2d_matrix", "zero_insert",
            "checkerboard_coverage"]
-
-
-def _as_int(value, name: str) -> int:
-    """``value`` as a Python int; bools, floats and other non-integers raise TypeError."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    if isinstance(value, torch.Tensor) and value.is_floating_point():
-        raise TypeError(f"{name} must be an int, got a floating-point tensor")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -38,8 +26,8 @@ def _pair(value, name: str) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {len(value)} values")
-        return _as_int(value[0], name), _as_int(value[1], name)
-    v = _as_int(value, name)
+        return as_int(value[0], name), as_int(value[1], name)
+    v = as_int(value, name)
     return v, v
 
 
@@ -53,12 +41,12 @@ def conv_transpose_output_size(size, kernel_size, stride=1, padding=0, output_pa
     ``output_padding >= max(stride, dilation)`` and a non-positive result; TypeError for
     arguments that are not integers.
     """
-    size = _as_int(size, "size")
-    kernel_size = _as_int(kernel_size, "kernel_size")
-    stride = _as_int(stride, "stride")
-    padding = _as_int(padding, "padding")
-    output_padding = _as_int(output_padding, "output_padding")
-    dilation = _as_int(dilation, "dilation")
+    size = as_int(size, "size")
+    kernel_size = as_int(kernel_size, "kernel_size")
+    stride = as_int(stride, "stride")
+    padding = as_int(padding, "padding")
+    output_padding = as_int(output_padding, "output_padding")
+    dilation = as_int(dilation, "dilation")
     for name, value, low in (("size", size, 1), ("kernel_size", kernel_size, 1),
                              ("stride", stride, 1), ("dilation", dilation, 1),
                              ("padding", padding, 0), ("output_padding", output_padding, 0)):
@@ -86,7 +74,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
     ``x`` is ``(N, C_in, H, W)``, ``weight`` is ``(C_in, C_out, kH, kW)``, ``bias`` is
     ``(C_out,)`` or None; ``stride``, ``padding``, ``output_padding`` and ``dilation`` are ints
-    or pairs ``(h, w)``.  Returns ``(N, C_out, H_out, W_out)`` on ``x``'s device.
+    or pairs ``(h, w)``.  Returns ``(N, C_out, H_out, W_out)`` on ``x``'s device; ``N`` may be
+    0 (an empty batch gives an empty result of that shape, as in torch).
 
     Written as a scatter-add over kernel taps: tap ``(i, j)`` sends every input pixel
     ``(h, w)`` to position ``(h*stride + i*dilation, w*stride + j*dilation)`` of a full-size
@@ -118,7 +107,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         raise TypeError(f"x, weight and bias must share a dtype, got {x.dtype} and "
                         f"{weight.dtype}" + ("" if bias is None else f" and {bias.dtype}"))
     _check_same_device(x, weight, bias)
-    if min(n, c_in, h, w, c_out, k_h, k_w) == 0:
+    # An empty batch (N = 0) is fine, as for torch: the result is (0, C_out, H_out, W_out).
+    if min(c_in, h, w, c_out, k_h, k_w) == 0:
         raise ValueError(f"empty input: x {tuple(x.shape)}, weight {tuple(weight.shape)}")
 
     s_h, s_w = _pair(stride, "stride")

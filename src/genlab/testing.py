@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from typing import Callable, Iterable, Mapping
 
 import torch
@@ -201,6 +202,50 @@ def forbid_calls(names: Iterable[str] = CONVOLUTION_ROUTINES, what: str = "this 
         yield
 
 
+@contextlib.contextmanager
+def forbid_distributions(what: str = "this function"):
+    """Within the block, creating any ``torch.distributions`` object raises CheckFailed.
+
+    The closed-form exercises (lab 05) ask for the formula itself; the lab uses
+    torch.distributions only to check it.
+    """
+    from torch.distributions import Distribution
+    original = Distribution.__init__
+
+    def refuse(self, *args, **kwargs):
+        _fail(what, f"it creates a torch.distributions.{type(self).__name__}, which this exercise "
+                    "asks you not to use",
+              "write the closed form with tensor operations; torch.distributions is what the lab "
+              "checks it with")
+
+    Distribution.__init__ = refuse
+    try:
+        yield
+    finally:
+        Distribution.__init__ = original
+
+
+_NOTEBOOKS: list[dict] = []  # the namespaces of the test cells running now (innermost last)
+
+
+def run_test_cell(source: str, namespace: dict, name: str = "<test cell>") -> None:
+    """Run a test cell's code in a scope of its own: a copy of the notebook's namespace. The
+    test sees the student's functions, but the names it defines (its helpers, its data) never
+    replace the student's: a student helper called ``_mi`` stays the student's ``_mi``."""
+    _NOTEBOOKS.append(namespace)
+    try:
+        exec(compile(source, name, "exec"), dict(namespace))
+    finally:
+        _NOTEBOOKS.pop()
+
+
+def notebook_globals() -> dict:
+    """The notebook's own namespace, where the student's code looks names up, also from a test
+    cell that runs in a scope of its own: for a test that watches the calls the student's code
+    makes (it puts a spy there and restores the original afterwards)."""
+    return _NOTEBOOKS[-1] if _NOTEBOOKS else sys._getframe(1).f_globals
+
+
 def devices() -> list[torch.device]:
     """CPU, plus CUDA when present: tests run on each to check "same device in, same device out"."""
     out = [torch.device("cpu")]
@@ -242,9 +287,10 @@ class LabHarness:
         return ns
 
     def run(self, test_id: str, namespace: dict | None = None, **replace) -> dict:
-        """Execute one test cell (raises what it raises); return the namespace."""
+        """Execute one test cell in its own scope, as the grader does (raises what it raises);
+        return the notebook's namespace."""
         ns = namespace if namespace is not None else self.namespace(**replace)
-        exec(compile(self.tests[test_id], f"<{test_id}>", "exec"), ns)
+        run_test_cell(self.tests[test_id], ns, f"<{test_id}>")
         return ns
 
     def check_structure(self, exercises: Iterable[str], points: dict) -> None:
@@ -278,9 +324,8 @@ class LabHarness:
         sees must run without the hidden ones."""
         from .authoring import strip_hidden
         for test_id in self.tests:
-            ns = self.namespace()
-            exec(compile(strip_hidden(self.by_id[test_id]["source"]), f"<{test_id} visible>",
-                         "exec"), ns)
+            run_test_cell(strip_hidden(self.by_id[test_id]["source"]), self.namespace(),
+                          f"<{test_id} visible>")
 
     def fails_with(self, test_id: str, phrase: str, **replace) -> str:
         """Assert the test cell fails on ``replace`` with ``phrase`` in its message; return it."""

@@ -13,6 +13,7 @@ metrics. ``batch`` mirrors ``data``: a tensor when ``data`` is a tensor, a tuple
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -210,6 +211,18 @@ def _batches(tensors, batch_size, order=None):
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode for the block (batch norm uses running statistics, dropout is off); the
+    model's train/eval mode is restored afterwards, also when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def evaluate(model: nn.Module, data, loss_fn, batch_size: int = 512):
     """The mean of ``loss_fn`` over ``data`` (weighted by batch size), in eval mode without
     gradients, on the model's device. Returns a float, or a dict ``{"loss": ..., **metrics}``
@@ -219,15 +232,12 @@ def evaluate(model: nn.Module, data, loss_fn, batch_size: int = 512):
     tensors = _as_tensors(data)
     device = model_device(model)
     tensors = tuple(t.to(device) for t in tensors)
-    totals, was_training = {}, model.training
-    model.eval()
-    try:
+    totals = {}
+    with evaluating(model):
         for size, batch in _batches(tensors, batch_size):
             loss, metrics = _split(loss_fn(model, batch))
             for name, value in {"loss": loss, **metrics}.items():
                 totals[name] = totals.get(name, 0.0) + torch.as_tensor(value).double() * size
-    finally:
-        model.train(was_training)
     n = len(tensors[0])
     result = {name: float(total) / n for name, total in totals.items()}
     return result if len(result) > 1 else result["loss"]
@@ -241,13 +251,10 @@ def predict(model: nn.Module, x: torch.Tensor, fn=None, batch_size: int = 1000) 
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     fn = model if fn is None else fn
-    device, was_training = model_device(model), model.training
-    model.eval()
-    try:
+    device = model_device(model)
+    with evaluating(model):
         parts = [fn(x[i:i + batch_size].to(device)).to(x.device)
                  for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
     if not parts:
         raise ValueError("predict() got no inputs (x is empty)")
     return torch.cat(parts)

@@ -1,4 +1,4 @@
-"""Reference implementations for lab 04_vae (see shared/CURRICULUM.md).
+"""Reference implementations for lab 04_vae (exercises in :mod:`genlab.labs`).
 
 The encoder outputs the log-*variance* ``logvar = log sigma^2``, so ``sigma = exp(0.5 * logvar)``.
 Mixing that up with a log standard deviation is the classic VAE bug; every function here uses
@@ -12,17 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _check_float(name: str, t) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+from .arguments import float_tensor
+from .device import model_device
 
 
 def _check_same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
-    _check_float(a_name, a)
-    _check_float(b_name, b)
+    float_tensor(a, a_name)
+    float_tensor(b, b_name)
     if a.shape != b.shape:
         raise ValueError(f"{a_name} and {b_name} must have the same shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -155,10 +151,6 @@ class MLPVAE(nn.Module):
         return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def sample_prior(model: nn.Module, n: int,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -166,9 +158,9 @@ def sample_prior(model: nn.Module, n: int,
     on the model's device; ``generator`` (on any device) makes the draw reproducible."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    where = generator.device if generator is not None else _device(model)
+    where = generator.device if generator is not None else model_device(model)
     z = torch.randn(n, model.latent_dim, generator=generator, device=where)
-    return torch.sigmoid(model.decode(z.to(_device(model))))
+    return torch.sigmoid(model.decode(z.to(model_device(model))))
 
 
 @torch.no_grad()
@@ -178,8 +170,8 @@ def interpolate(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, steps: i
     The first image decodes ``x_a``'s mean, the last ``x_b``'s."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an int >= 2 (the two ends are included), got {steps!r}")
-    _check_float("x_a", x_a)
-    _check_float("x_b", x_b)
+    float_tensor(x_a, "x_a")
+    float_tensor(x_b, "x_b")
     if x_a.numel() != x_b.numel() or x_a.dim() < 3 or x_a.dim() > 4 or x_b.dim() < 3 or x_b.dim() > 4 \
             or x_a.shape[-3:] != x_b.shape[-3:] or x_a.numel() != math.prod(x_a.shape[-3:]):
         raise ValueError(f"x_a and x_b must each be one image, (C, H, W) or (1, C, H, W); got "

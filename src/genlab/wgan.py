@@ -6,7 +6,7 @@ real-vs-fake probability by a *critic* whose score difference estimates the Wass
 1-Lipschitz; the original paper clips its weights, Gulrajani et al. (2017) penalise the norm of
 its input gradient instead (WGAN-GP).
 
-Graded (the contract of ``shared/CURRICULUM.md``):
+Graded (the exercises listed for this lab in :mod:`genlab.labs`):
 
 - :func:`wasserstein_1d` -- W1 between two equal-size 1-D samples (sort and match);
 - :func:`parallel_lines_divergences` -- TV, KL, JS and W1 for Arjovsky et al.'s Example 1;
@@ -16,7 +16,7 @@ Graded (the contract of ``shared/CURRICULUM.md``):
 - :func:`wgan_train_step` -- ``n_critic`` critic updates, then one generator update.
 
 Helpers: :class:`Critic` (a DCGAN-style discriminator without batch norm), :data:`RECIPES`
-(the optimizers and settings of the three GANs the lab compares) and :func:`train_gan`, which
+(the optimizers and settings of the three GANs the lab compares) and :func:`train_recipe`, which
 trains DCGAN, WGAN with clipping or WGAN-GP through :func:`genlab.training.fit` and records the
 losses, the critic's Wasserstein estimate and the sample-quality score over training.
 """
@@ -31,23 +31,16 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .arguments import float_tensor, generator_or_none
+
 __all__ = ["wasserstein_1d", "parallel_lines_divergences", "critic_loss", "wgan_generator_loss",
            "clip_weights_", "gradient_penalty", "wgan_train_step", "Critic", "RECIPES",
-           "GANRun", "train_gan", "make_optimizers"]
+           "GANRun", "train_recipe", "make_optimizers"]
 
 
 # --------------------------------------------------------------------------------------------
 # Distances in one dimension and the parallel lines
 # --------------------------------------------------------------------------------------------
-
-def _check_scores(x, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError(f"{name} is empty")
-
 
 def wasserstein_1d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """W1 between the empirical distributions of two equal-size 1-D samples, a 0-d tensor.
@@ -55,8 +48,8 @@ def wasserstein_1d(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     In one dimension the optimal transport plan matches the k-th smallest point of ``x`` with
     the k-th smallest of ``y``, so ``W1 = mean |sort(x) - sort(y)|``.
     """
-    _check_scores(x, "x")
-    _check_scores(y, "y")
+    float_tensor(x, "x", nonempty=True)
+    float_tensor(y, "y", nonempty=True)
     if x.dim() != 1 or y.dim() != 1:
         raise ValueError(f"x and y must be 1-D samples, got shapes {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")
@@ -96,14 +89,14 @@ def parallel_lines_divergences(theta) -> dict[str, torch.Tensor]:
 def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
     """``mean(fake_scores) - mean(real_scores)``: the critic minimizes it, so that its score
     difference ``mean(real) - mean(fake)`` estimates W1 (the negative of this loss)."""
-    _check_scores(real_scores, "real_scores")
-    _check_scores(fake_scores, "fake_scores")
+    float_tensor(real_scores, "real_scores", nonempty=True)
+    float_tensor(fake_scores, "fake_scores", nonempty=True)
     return fake_scores.mean() - real_scores.mean()
 
 
 def wgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     """``-mean(fake_scores)``: the generator raises the critic's score of its samples."""
-    _check_scores(fake_scores, "fake_scores")
+    float_tensor(fake_scores, "fake_scores", nonempty=True)
     return -fake_scores.mean()
 
 
@@ -123,9 +116,7 @@ def clip_weights_(critic: nn.Module, c: float) -> nn.Module:
 def _uniform_per_sample(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One U[0, 1) number per sample, shaped (N, 1, ..., 1): drawn on the generator's device
     (``x``'s without one) and returned on ``x``'s device with ``x``'s dtype."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got "
-                        f"{type(generator).__name__}")
+    generator_or_none(generator)
     where = x.device if generator is None else generator.device
     shape = (len(x),) + (1,) * (x.dim() - 1)
     return torch.rand(shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
@@ -139,8 +130,8 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     drawn with ``generator`` (on its device, then moved to ``real``'s). The gradient is taken
     with ``create_graph=True``, so the penalty can be back-propagated into the critic's weights.
     """
-    _check_scores(real, "real")
-    _check_scores(fake, "fake")
+    float_tensor(real, "real", nonempty=True)
+    float_tensor(fake, "fake", nonempty=True)
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and "
                          f"{tuple(fake.shape)}")
@@ -276,17 +267,9 @@ def _recipe(kind: str) -> dict:
     return RECIPES[kind]
 
 
-class _Pair(nn.Module):
-    """Generator and discriminator/critic in one module, so fit moves and converts both."""
-
-    def __init__(self, G: nn.Module, D: nn.Module):
-        super().__init__()
-        self.G, self.D = G, D
-
-
 @dataclass
 class GANRun:
-    """What :func:`train_gan` measured. ``steps`` are generator updates; ``evals`` holds, at
+    """What :func:`train_recipe` measured. ``steps`` are generator updates; ``evals`` holds, at
     each evaluation, the generator step, the images seen and the SampleQuality."""
     kind: str
     G: nn.Module
@@ -304,11 +287,12 @@ class GANRun:
         return self.evals[-1]["quality"] if self.evals else None
 
 
-def train_gan(kind: str, x: torch.Tensor, *, epochs: int, evals: int = 5, lr: float | None = None,
+def train_recipe(kind: str, x: torch.Tensor, *, epochs: int, evals: int = 5, lr: float | None = None,
               nz: int = 64, ngf: int = 32, ndf: int = 32, batch_size: int = 64,
               n_samples: int = 1000, seed: int = 0, device=None, step_fn=None,
               quality_fn=None, progress: bool | None = None) -> GANRun:
-    """Train a DCGAN generator with ``kind``'s recipe on images ``x`` in [-1, 1].
+    """Train a DCGAN generator with ``kind``'s recipe on images ``x`` in [0, 1] (genlab's image
+    range, as :func:`genlab.dcgan.train_gan`; the networks see them mapped to [-1, 1]).
 
     ``kind``: ``"dcgan"`` (lab 07's Discriminator and ``gan_train_step``), ``"wgan-clip"`` or
     ``"wgan-gp"`` (a :class:`Critic` and ``step_fn``, default :func:`wgan_train_step`). Every
@@ -325,6 +309,7 @@ def train_gan(kind: str, x: torch.Tensor, *, epochs: int, evals: int = 5, lr: fl
         from .quality import digit_classifier, sample_quality
         digit_classifier()  # trained (once) outside no_grad, before the first evaluation
         quality_fn = lambda images: sample_quality(images, value_range=(-1, 1))  # noqa: E731
+    x = dcgan.to_gan_range(x)
     step_fn = wgan_train_step if step_fn is None else step_fn
     torch.manual_seed(seed)
     G = dcgan.Generator(nz=nz, ngf=ngf)
@@ -338,7 +323,7 @@ def train_gan(kind: str, x: torch.Tensor, *, epochs: int, evals: int = 5, lr: fl
         D.apply(_init_weights)
     from .device import get_device
     device = torch.device(device) if device is not None else get_device()
-    pair = _Pair(G, D).to(device)
+    pair = dcgan.GANPair(G, D).to(device)
     opt_g, opt_d = make_optimizers(kind, G, D, lr)
     run = GANRun(kind=kind, G=G, D=D, lr=opt_g.param_groups[0]["lr"])
     n_critic = recipe["n_critic"]
@@ -363,10 +348,7 @@ def train_gan(kind: str, x: torch.Tensor, *, epochs: int, evals: int = 5, lr: fl
         return torch.tensor(loss)
 
     def evaluate(epoch):
-        G.eval()
-        with torch.no_grad():
-            fake = torch.cat([G(z.to(device)) for z in z_fixed.split(500)]).cpu()
-        G.train()
+        fake = dcgan.generate(G, z_fixed)
         run.evals.append({"epoch": epoch, "step": len(run.steps), "quality": quality_fn(fake)})
 
     marks = sorted({max(1, round(epochs * (i + 1) / evals)) for i in range(evals)}) if evals else []
@@ -389,11 +371,5 @@ def train_gan(kind: str, x: torch.Tensor, *, epochs: int, evals: int = 5, lr: fl
 
 def samples(G: nn.Module, n: int = 64, nz: int = 64, seed: int = 0) -> torch.Tensor:
     """``n`` samples of ``G`` from a fixed seed, on the CPU, in [-1, 1], in eval mode."""
-    device = next(G.parameters()).device
-    z = torch.randn(n, nz, generator=torch.Generator().manual_seed(seed)).to(device)
-    was = G.training
-    G.eval()
-    with torch.no_grad():
-        out = G(z).cpu()
-    G.train(was)
-    return out
+    from .dcgan import generate
+    return generate(G, torch.randn(n, nz, generator=torch.Generator().manual_seed(seed)))

@@ -55,19 +55,13 @@ __all__ = ["has_widget_frontend", "explore", "Explorer", "interpolation_widget",
            "latent_traversal_widget"]
 
 NOTE = "(interactive sliders appear when this runs in JupyterLab)"
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
 
 
 def has_widget_frontend() -> bool:
     """Whether interactive widgets will probably be drawn (rules in the module docstring)."""
-    if _env_flag("GENLAB_NO_WIDGETS"):
-        return False
-    if _env_flag("GENLAB_WIDGETS"):
-        return True
+    forced = config.widgets_override()
+    if forced is not None:
+        return forced
     if config.autograding():
         return False
     if not plotting.in_kernel():

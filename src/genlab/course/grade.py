@@ -1,0 +1,253 @@
+"""``genlab grade``: the instructor's round. Autograde every submission, write feedback and a
+grades CSV, print a table. Student notebooks are only ever read: nbgrader copies them to
+``autograded/`` and works there."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .. import config
+from .api import nbgrader_api, require_success
+from .paths import Course, available_labs, course_root, fingerprint
+from .plugins import KERNEL_DIED, NOT_RUN, TIMED_OUT
+
+
+@dataclass
+class Grade:
+    """One submission's result. ``graded`` is False when nbgrader could not grade it at all
+    (then ``score`` is 0 and ``reasons`` says why); ``reasons`` also lists what cost points
+    beyond failed tests (a dead kernel, a time limit)."""
+    student: str
+    lab: str
+    score: float = 0.0
+    max_score: float = 0.0
+    graded: bool = True
+    seconds: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+
+def grade(course: Course, labs=None, log=print, force: bool = False) -> list[Grade]:
+    """Autograde every submission of ``labs``, generate feedback, export CSV; return grades.
+
+    Each result is appended to ``results.jsonl`` as soon as it is known, so a crash loses
+    nothing graded so far; a rerun reuses the results of unchanged submissions unless ``force``.
+    After each submission, files outside that student's own output (the course, the other
+    submissions and their results) are checked: a change is reported against the student.
+    """
+    labs = list(labs or available_labs(course.root))
+    todo = course.submissions(labs)
+    before = fingerprint(course.submitted)
+    done = {} if force else _load_results(course.results)
+    grades: list[Grade] = []
+    with nbgrader_api(course, release_dir=course.release_check) as api:
+        for lab in labs:
+            if lab not in todo:
+                continue
+            require_success(api.generate_assignment(lab, force=True, create=True),
+                            f"registering {lab} in the gradebook")
+            for student in todo[lab]:
+                digest = _digest(course.submitted / student / lab)
+                previous = done.get((student, lab))
+                if previous and previous.pop("digest", None) == digest:
+                    grades.append(Grade(**previous))
+                    log(f"  {student}/{lab}: already graded (unchanged; --force to regrade)")
+                    continue
+                g = _grade_one(api, course, lab, student)
+                grades.append(g)
+                _append_result(course.results, g, digest)
+                log(f"  graded {student}/{lab} ({g.seconds:.1f} s)")
+    export_csv(course.csv, grades)
+    if fingerprint(course.submitted) != before:  # never expected; say so loudly if it happens
+        raise SystemExit("genlab: a submitted file changed during grading; please report this")
+    return grades
+
+
+def _grade_one(api, course: Course, lab: str, student: str) -> Grade:
+    """Autograde and give feedback to one submission; check that it touched nothing else."""
+    start = time.monotonic()
+    watched = _watch(course, student)
+    result = api.autograde(lab, student, force=True, create=True)
+    g = Grade(student, lab)
+    if not result.get("success"):
+        g.graded = False
+        g.reasons.append("could not be graded: " + _autograde_reason(result))
+    else:
+        fb = api.generate_feedback(lab, student, force=True)
+        if not fb.get("success"):
+            g.reasons.append("feedback failed: " + _autograde_reason(fb))
+        g.reasons.extend(_execution_reasons(course.autograded(student, lab)))
+    now = _watch(course, student)
+    changed = sorted(k for k in watched.keys() | now.keys() if watched.get(k) != now.get(k))
+    if changed:
+        g.graded = False
+        g.reasons.append(f"TAMPERING: files outside this submission changed while it was graded: "
+                         f"{', '.join(changed[:5])}")
+        print(f"genlab: WARNING: while grading {student}/{lab}, files outside its own output "
+              f"changed: {', '.join(changed[:5])}", file=sys.stderr, flush=True)
+    _fill_scores(api.coursedir.db_url, [g])
+    g.seconds = time.monotonic() - start
+    return g
+
+
+def _watch(course: Course, student: str) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file a submission must not change: the course's sources, library
+    and configuration, every submission, and the other students' results."""
+    roots = [course.root / "solutions", course.root / "labs", course.root / "notebooks",
+             course.root / "grading" / "nbgrader_config.py", course.submitted,
+             Path(__file__).resolve().parents[1]]  # the genlab package graders import
+    roots += [p for sub in ("autograded", "feedback") if (course.state / sub).is_dir()
+              for p in (course.state / sub).iterdir() if p.name != student]
+    out = {}
+    for root in roots:
+        files = [root] if root.is_file() else root.rglob("*") if root.is_dir() else []
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                stat = path.stat()
+                out[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+def _digest(folder: Path) -> str:
+    """One hash of a submission folder's files (a rerun regrades a changed submission)."""
+    h = hashlib.sha256()
+    for name, digest in sorted(fingerprint(folder).items()):
+        h.update(f"{name}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
+def _append_result(path: Path, g: Grade, digest: str) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps({**asdict(g), "digest": digest}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _load_results(path: Path) -> dict[tuple[str, str], dict]:
+    """The last result of each (student, lab) in ``results.jsonl`` (a torn last line, from a
+    crash mid-write, is ignored)."""
+    out = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                out[(row["student"], row["lab"])] = row
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
+def _autograde_reason(result: dict) -> str:
+    text = (result.get("error") or "") + "\n" + (result.get("log") or "")
+    for pattern, reason in [
+        (r"NotJSONError|does not appear to be JSON|Unreadable Notebook|JSONDecodeError",
+         "the file is not a valid notebook (damaged or not JSON)"),
+        (r"SchemaTooOld|SchemaTooNew", "its nbgrader cell metadata is damaged"),
+        (r"Kernel didn't respond|Kernel died before replying", "the kernel did not start"),
+    ]:
+        if re.search(pattern, text):
+            return reason
+    errors = re.findall(r"^\s*([A-Za-z_.]*(?:Error|Exception)): (.+)$", text, re.M)
+    errors = [e for e in errors if not e[0].endswith("NbGraderException")]
+    if errors:
+        return f"{errors[-1][0].split('.')[-1]}: {errors[-1][1][:160]}"
+    return "unknown error (see the log above)"
+
+
+def _execution_reasons(autograded: Path) -> list[str]:
+    """What stopped an executed notebook early (from the error outputs genlab's Execute wrote)."""
+    if not autograded.is_file():
+        return []
+    nb = nbformat.read(str(autograded), as_version=4)
+    reasons = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error":
+                continue
+            ename = out.get("ename")
+            if ename == KERNEL_DIED:
+                reasons.append("kernel died (memory limit or crash); later cells not run")
+            elif ename == TIMED_OUT:
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "a cell"
+                reasons.append(f"time limit hit in {gid}")
+            elif ename == "MemoryError" or "can't allocate memory" in out.get("evalue", ""):
+                reasons.append("ran out of memory (limit %g GB)" % config.grader_memory_gb())
+            elif ename == NOT_RUN and "time limit" in out.get("evalue", ""):
+                reasons.append("notebook time limit hit")
+    return list(dict.fromkeys(reasons))
+
+
+def _fill_scores(db_url: str, grades: list[Grade]) -> None:
+    from nbgrader.api import Gradebook, MissingEntry
+    with Gradebook(db_url) as gb:
+        for g in grades:
+            try:
+                g.max_score = float(gb.find_assignment(g.lab).max_score)
+                g.score = float(gb.find_submission(g.lab, g.student).score) if g.graded else 0.0
+            except MissingEntry:
+                g.score = 0.0
+
+
+def export_csv(path: Path, grades: list[Grade]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "lab", "score", "max_score", "notes"])
+        for g in grades:
+            writer.writerow([g.student, g.lab, f"{g.score:g}", f"{g.max_score:g}",
+                             "; ".join(g.reasons)])
+    return path
+
+
+def format_grade_table(grades: list[Grade]) -> str:
+    labs = list(dict.fromkeys(g.lab for g in grades))
+    students = list(dict.fromkeys(g.student for g in grades))
+    by = {(g.student, g.lab): g for g in grades}
+    short = {lab: lab.split("_")[0] for lab in labs}
+    sw = max([len(s) for s in students] + [7])
+    head = f"  {'student':<{sw}}  " + "  ".join(f"{'lab ' + short[l]:>9}" for l in labs) + "  notes"
+    lines = [head, "  " + "-" * (len(head) - 2)]
+    for s in students:
+        cells, notes = [], []
+        for lab in labs:
+            g = by.get((s, lab))
+            cells.append(f"{g.score:g}/{g.max_score:g}".rjust(9) if g else " " * 9)
+            if g:
+                notes += [f"{short[lab]}: {n}" if len(labs) > 1 else n for n in g.reasons]
+        lines.append(f"  {s:<{sw}}  " + "  ".join(cells) + "  " + "; ".join(notes))
+    return "\n".join(lines)
+
+
+def cmd_grade(args) -> int:
+    root = course_root()
+    course = Course.default(root)
+    labs = args.labs or None
+    known = available_labs(root)
+    unknown = [lab for lab in (labs or []) if lab not in known]
+    if unknown:
+        print(f"genlab grade: unknown lab(s) {', '.join(unknown)}; available: "
+              f"{', '.join(known)}", file=sys.stderr)
+        return 2
+    if args.examples or not course.submissions(labs or known):
+        course = Course.examples(root)
+        print(f"genlab grade: no submissions in {Course.default(root).submitted.relative_to(root)}/; "
+              f"grading the bundled examples in grading/examples/ (results in grading/demo/)")
+    print(f"genlab grade: autograding with fast mode on; feedback -> "
+          f"{(course.state / 'feedback').relative_to(root)}/")
+    start = time.monotonic()
+    grades = grade(course, labs, force=args.force)
+    if not grades:
+        print("genlab grade: nothing to grade")
+        return 1
+    print("\n" + format_grade_table(grades))
+    print(f"\n  grades: {course.csv.relative_to(root)}    "
+          f"feedback: {(course.state / 'feedback').relative_to(root)}/<student>/<lab>/    "
+          f"{len(grades)} submissions in {time.monotonic() - start:.0f} s")
+    return 0

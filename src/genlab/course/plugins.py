@@ -1,0 +1,302 @@
+"""nbgrader plug-ins that fix nbgrader 0.9 pitfalls (its issues #1083, #1941, #917, #1363),
+plugged in by ``grading/nbgrader_config.py``.
+
+- :class:`DeduplicateIds`: a duplicated graded cell no longer aborts the whole batch.
+- :class:`RestoreCells`: deleted test and locked cells come back; edited ones are reset.
+- :class:`Execute`: per-cell time limits keyed on ``grade_id``, a total limit per notebook, and
+  a kernel that dies (memory, ``os._exit``, segfault) costs only the cells it had not run.
+- :class:`Verdict`: a test cell earns its points exactly when it ran without an error.
+- :class:`HideTests`: feedback shows neither hidden test code nor tracebacks into test code.
+"""
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import time
+
+import nbformat
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbgrader import utils as nbutils
+from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells
+from nbgrader.preprocessors.execute import Execute as NbGraderExecute
+from traitlets import Dict, Integer
+
+from .. import config
+from ..authoring import scoped_test
+
+# Error names genlab writes into a cell it could not run to the end.
+KERNEL_DIED = "KernelDied"
+NOT_RUN = "NotRun"
+TIMED_OUT = "CellTimeoutError"
+ANSWER_KEY = "AnswerKeyUsed"
+
+class DeduplicateIds(NbGraderPreprocessor):
+    """Keep the last cell of each grade_id; earlier copies become ordinary cells.
+
+    nbgrader's own version sets the copy's metadata to ``{}``, which ``CheckCellMetadata`` then
+    rejects as an "old metadata format" and the whole batch stops (nbgrader #1083, #1941).
+    Deleting the key instead leaves a plain cell that still runs.
+    """
+
+    def preprocess(self, nb, resources):
+        seen = set()
+        for cell in reversed(nb.cells):
+            meta = cell.metadata.get("nbgrader")
+            if not meta or not (meta.get("grade") or meta.get("solution") or meta.get("locked")):
+                continue
+            grade_id = meta.get("grade_id")
+            if grade_id in seen:
+                self.log.warning("Cell with id %r appears more than once; grading the last copy",
+                                 grade_id)
+                del cell.metadata["nbgrader"]
+            else:
+                seen.add(grade_id)
+        return nb, resources
+
+
+class RestoreCells(OverwriteCells):
+    """nbgrader's OverwriteCells (resets edited test/locked cells from the gradebook) with every
+    missing test or locked cell put back, each after the nearest earlier cell still present.
+
+    Upstream only restores grade cells, and only when the cell just before it in the source is
+    itself a grade or solution cell in the submission (otherwise it raises KeyError).
+    """
+
+    def preprocess(self, nb, resources):
+        self.add_missing_cells = False  # we do it ourselves, below
+        nb, resources = super().preprocess(nb, resources)
+        from nbgrader.api import Gradebook
+        with Gradebook(self.db_url) as gradebook:
+            source_nb = gradebook.find_notebook(self.notebook_id, self.assignment_id)
+            max_scores = {cell.name: cell.max_score for cell in source_nb.grade_cells}
+            solution_ids = {cell.name for cell in source_nb.solution_cells}
+            present = {cell.metadata.nbgrader["grade_id"] for cell in nb.cells
+                       if cell.metadata.get("nbgrader", {}).get("grade_id")}
+            order = [cell.name for cell in source_nb.source_cells]
+            for index, source_cell in enumerate(source_nb.source_cells):
+                name = source_cell.name
+                if name in present or name in solution_ids and name not in max_scores:
+                    continue
+                if name not in max_scores and not source_cell.locked:
+                    continue
+                self.log.warning("Cell %r is missing from the submission; restoring it", name)
+                if name in max_scores:
+                    cell = self.missing_cell_transform(source_cell, max_scores[name],
+                                                       is_solution=name in solution_ids)
+                else:
+                    cell = self._locked_cell(source_cell)
+                position = self._insert_position(nb, order[:index])
+                nb.cells.insert(position, cell)
+                present.add(name)
+        return nb, resources
+
+    def _locked_cell(self, source_cell):
+        cell = nbformat.v4.new_code_cell(source_cell.source) if source_cell.cell_type == "code" \
+            else nbformat.v4.new_markdown_cell(source_cell.source)
+        cell.metadata = {"deletable": False, "editable": False, "nbgrader": {
+            "grade": False, "grade_id": source_cell.name, "locked": True, "solution": False,
+            "task": False, "schema_version": 3, "checksum": source_cell.checksum}}
+        return cell
+
+    @staticmethod
+    def _insert_position(nb, earlier_names):
+        """Index just after the last cell of ``earlier_names`` present in ``nb`` (else 0)."""
+        positions = {cell.metadata.get("nbgrader", {}).get("grade_id"): i
+                     for i, cell in enumerate(nb.cells)}
+        for name in reversed(earlier_names):
+            if name in positions:
+                return positions[name] + 1
+        return 0
+
+
+class Execute(NbGraderExecute):
+    """nbgrader's Execute with time limits keyed on grade_id and no lost work on a dead kernel.
+
+    ``cell_timeouts`` maps grade_id patterns to seconds (a student can edit tags, but
+    RestoreCells has reset the grade_ids of test cells from the gradebook by now).
+    ``total_timeout`` bounds a whole notebook. When the kernel dies, the cell it died in and
+    every later cell get an error output, so the cells that ran keep their points.
+    """
+
+    cell_timeouts = Dict(help="grade_id pattern -> seconds").tag(config=True)
+    default_timeout = Integer(120, help="seconds for a cell with no entry").tag(config=True)
+    total_timeout = Integer(900, help="seconds for the whole notebook").tag(config=True)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep at most ``GENLAB_GRADER_OUTPUT_MB`` of output per notebook; drop the rest as it
+        arrives (a notebook that prints 500 MB must not fill the grader's memory)."""
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        self._output_bytes = getattr(self, "_output_bytes", 0) + size
+        if self._output_bytes > self._output_limit:
+            if not getattr(self, "_output_dropped", False):
+                self._output_dropped = True
+                outs.append(nbformat.v4.new_output(
+                    "stream", name="stdout", text=f"[genlab: output over "
+                    f"{self._output_limit / 2**20:g} MB dropped]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _cell_timeout(self, cell):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        for pattern, seconds in self.cell_timeouts.items():
+            if grade_id and fnmatch.fnmatchcase(grade_id, pattern):
+                return int(seconds)
+        return self.default_timeout
+
+    def preprocess_cell(self, cell, resources, index):
+        """Test cells run in a scope of their own (:func:`genlab.authoring.scoped_test`); the
+        notebook keeps their source as written."""
+        if not (nbutils.is_grade(cell) and cell.cell_type == "code"):
+            return super().preprocess_cell(cell, resources, index)
+        original = cell.source
+        cell.source = scoped_test(original)
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        finally:
+            cell.source = original
+
+    def preprocess(self, nb, resources=None, km=None):
+        from nbclient import NotebookClient
+        NotebookClient.__init__(self, nb, km)
+        self.timeout_func = self._cell_timeout
+        self._output_limit = config.grader_output_mb() * 2**20
+        self._output_bytes, self._output_dropped = 0, False
+        for cell in self.nb.cells:  # a test cell is never skipped (nbclient skips tagged cells)
+            if nbutils.is_grade(cell) and "tags" in cell.metadata:
+                cell.metadata["tags"] = [t for t in cell.metadata["tags"]
+                                         if t != self.skip_cells_with_tag]
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        deadline = time.monotonic() + self.total_timeout
+        stopped = None  # (ename, message) once the notebook cannot go on
+        try:
+            with self.setup_kernel():
+                info = self.wait_for_reply(self.kc.kernel_info())
+                self.nb.metadata["language_info"] = info["content"]["language_info"]
+                for index, cell in enumerate(self.nb.cells):
+                    if cell.cell_type != "code":
+                        continue
+                    if stopped:
+                        _add_error(cell, NOT_RUN, stopped[1])
+                        continue
+                    if time.monotonic() > deadline:
+                        stopped = (NOT_RUN, f"not run: the notebook used up its "
+                                            f"{self.total_timeout} s time limit")
+                        _add_error(cell, *stopped)
+                        continue
+                    try:
+                        self.preprocess_cell(cell, resources, index)
+                    except DeadKernelError:
+                        _add_error(cell, KERNEL_DIED, "the kernel died while running this cell "
+                                   "(out of memory, os._exit or a crash)")
+                        stopped = (NOT_RUN, "not run: the kernel died in an earlier cell")
+                    except CellTimeoutError:
+                        _add_error(cell, TIMED_OUT, "this cell ran past its time limit and the "
+                                   "kernel did not respond to an interrupt")
+                        stopped = (NOT_RUN, "not run: an earlier cell hung the kernel")
+        except DeadKernelError:
+            self.log.warning("the kernel died; later cells were not run")
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+
+def _add_error(cell, ename, evalue):
+    cell.outputs = list(cell.get("outputs", [])) + [nbformat.v4.new_output(
+        "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])]
+
+
+class Verdict(NbGraderPreprocessor):
+    """What a test cell earns, decided by genlab rather than by what the kernel printed.
+
+    nbgrader gives partial credit for a number a test cell displays, zero for any text on
+    stderr (a warning from honest code) and full marks to a test cell that never ran. Here a
+    test cell earns its points exactly when it ran to the end without an error: displayed
+    results are dropped, stderr is kept as ordinary output, a cell that did not run gets an
+    error. Runs just before ``SaveAutoGrades``.
+    """
+
+    def preprocess(self, nb, resources):
+        lab = resources.get("nbgrader", {}).get("assignment")
+        self._answer_key = answer_key_uses(nb, lab)
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if not (nbutils.is_grade(cell) and cell.cell_type == "code"):
+            return cell, resources
+        # Honest test cells print nothing: their output can only be a student's hook (which
+        # could show hidden test code in the feedback) or a number meant as partial credit.
+        outputs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if cell.get("execution_count") is None and not outputs:
+            outputs.append(_error(NOT_RUN, "this test cell did not run"))
+        exercise = _exercise_of_test(cell.metadata["nbgrader"]["grade_id"], self._answer_key)
+        if exercise:
+            outputs = [_error(ANSWER_KEY, self._answer_key[exercise])]
+        cell.outputs = outputs
+        return cell, resources
+
+
+def _error(ename: str, evalue: str):
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue,
+                                  traceback=[f"{ename}: {evalue}"])
+
+
+def _exercise_of_test(grade_id: str, exercises) -> str | None:
+    name = grade_id[5:] if grade_id.startswith("test_") else grade_id
+    return next((e for e in sorted(exercises, key=len, reverse=True)
+                 if name == e or name.startswith(e + "_")), None)
+
+
+def answer_key_uses(nb, lab_id: str | None) -> dict[str, str]:
+    """Exercise -> why, for each solution cell that reaches for the lab's reference answers
+    (``genlab.<topic>``): an import of the topic module or of one of its names, or the module's
+    name in a string (``importlib.import_module("genlab.tconv")``). A static check: the
+    references stay importable in the kernel, so a determined student can still hide the use."""
+    from .. import labs
+    if lab_id not in labs.LABS:
+        return {}
+    topic = labs.get(lab_id).topic
+    module = f"genlab.{topic}"
+    found = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("solution") or cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            hit = None
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module == module or node.module.startswith(module + "."):
+                    hit = f"from {node.module} import ..."
+                elif node.module == "genlab" and any(a.name == topic for a in node.names):
+                    hit = f"from genlab import {topic}"
+            elif isinstance(node, ast.Import) and any(
+                    a.name == module or a.name.startswith(module + ".") for a in node.names):
+                hit = f"import {module}"
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and module in node.value:
+                hit = f"the string {node.value!r}"
+            if hit:
+                found[meta["grade_id"]] = (
+                    f"the solution of {meta['grade_id']} uses {module}, which holds the reference "
+                    f"answers ({hit}); write the exercise yourself to earn its points")
+                break
+    return found
+
+
+class HideTests(ClearHiddenTests):
+    """Feedback without hidden tests: removes their code (as upstream) and rewrites the error
+    output of every test cell to its last line, so no traceback quotes a hidden assert."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        if nbutils.is_grade(cell) and cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [f"{output.get('ename', 'Error')}: "
+                                           f"{output.get('evalue', '')}"]
+        return cell, resources
+
