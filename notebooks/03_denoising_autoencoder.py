@@ -81,7 +81,7 @@ torch.set_printoptions(precision=3, sci_mode=False)
 # The data: MNIST digits as float tensors `(N, 1, 28, 28)` with pixels in $[0, 1]$ (without a
 # network connection genlab falls back to 5,000 bundled MNIST digits and says so in one line). We
 # keep a few test digits aside to look at throughout the lab.
-# %%
+# %% demo
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -447,7 +447,7 @@ for _dev in devices():
 # %% [markdown]
 # Here are the three corruptions at increasing strength, applied to the same eight digits. The
 # generator is seeded, so you see the same noise every time you run the cell.
-# %%
+# %% demo
 NOISE_FUNCTIONS = {"gaussian": add_gaussian_noise, "masking": add_masking_noise,
                    "salt_and_pepper": add_salt_and_pepper_noise}
 LEVEL_NAME = {"gaussian": "σ", "masking": "p", "salt_and_pepper": "p"}
@@ -772,7 +772,7 @@ x_test = x_test_all[:budget(default=1000, fast=100)]
 print(f"device {device}; {len(x_train):,} training and {len(x_test):,} test images; "
       f"{EPOCHS} epochs per model")
 
-# %%
+# %% demo
 def plain_loss(model, x):
     return reconstruction_loss(model(x), x)
 
@@ -809,7 +809,7 @@ print("training time: " + ", ".join(f"{n} {h.seconds:.0f} s" for n, h in histori
 # The training losses are not comparable between the models — the small code has less room, the
 # denoisers are scored on a harder task, and the mixed one on a different task at every batch —
 # but each curve should fall and flatten.
-# %%
+# %% demo
 plot_curves({name: h.epoch_losses for name, h in histories.items()},
             ylabel="training loss (squared error per image)", logy=True,
             title="Training losses")
@@ -822,7 +822,7 @@ plot_curves({name: h.epoch_losses for name, h in histories.items()},
 # clean digits. `psnr_table` from `genlab.denoising` does the bookkeeping with *your* noise
 # functions and *your* `psnr`; the baseline "noisy input" is the PSNR of the corrupted images
 # themselves.
-# %%
+# %% demo
 from genlab.denoising import NOISE_LEVELS, psnr_table
 
 table = psnr_table(models, x_test, NOISE_LEVELS, noises=NOISE_FUNCTIONS, psnr_fn=psnr)
@@ -872,7 +872,7 @@ for kind, row in table.items():
 #   little on nearly clean inputs, where it expects more damage than there is.
 #
 # Pictures tell the same story. Rows: the noisy input, each model's output, the clean digit.
-# %%
+# %% demo
 def restore(model, x):
     with torch.no_grad():
         return model(x.to(device)).cpu()
@@ -888,7 +888,7 @@ for kind, level in [("gaussian", 0.5), ("masking", 0.5), ("salt_and_pepper", 0.3
 # %% [markdown]
 # **Explorer.** Choose a noise type and level and compare the four models on the same digits.
 # The number after each model's name is its mean PSNR on these eight digits.
-# %%
+# %% demo
 def render_denoising(noise="gaussian", level=0.5, seed=0):
     noisy = NOISE_FUNCTIONS[noise](examples, level, generator=torch.Generator().manual_seed(seed))
     rows = {f"noisy ({psnr(noisy, examples).mean().item():.1f} dB)": noisy}
@@ -1100,7 +1100,7 @@ for _dev in devices():
 # `make_outliers` draws procedural images that are not digits: rectangles, rings, stripes,
 # smooth blobs and pixel static. We score them and the test digits with each of our four models
 # and ask how well the scores separate the two groups.
-# %%
+# %% demo
 from genlab.denoising import OUTLIER_KINDS, make_outliers, roc_curve
 
 n_outliers = budget(default=500, fast=50)
@@ -1114,7 +1114,7 @@ aucs = {name: roc_auc(digits, others) for name, (digits, others) in scores.items
 for name, value in aucs.items():
     print(f"ROC-AUC, digits vs non-digits, {name:>14}: {value:.3f}")
 
-# %%
+# %% demo
 scores_digits, scores_outliers = scores["AE"]
 fig, (ax_hist, ax_roc) = plt.subplots(1, 2, figsize=(12, 4.3))
 bins = np.logspace(np.log10(min(scores_digits.min(), scores_outliers.min()).item() + 1e-3),
@@ -1193,7 +1193,7 @@ show_rows({"hardest non-digits": outliers[hardest],
 # plain AE and of the mixed DAE, which was trained with masking noise. The `callback` records,
 # every 10 steps, the error on the known pixels (what the search minimizes) and the error inside
 # the hole (what we care about, and what the search never sees).
-# %%
+# %% demo
 from genlab.denoising import inpaint
 
 mask = torch.ones(1, 1, 28, 28)

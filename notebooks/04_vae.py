@@ -78,7 +78,7 @@ torch.set_printoptions(precision=3, sci_mode=False)
 # %% [markdown]
 # The data: MNIST digits as float tensors `(N, 1, 28, 28)` with pixels in $[0, 1]$ (without a
 # network connection genlab falls back to 5,000 bundled MNIST digits and says so in one line).
-# %%
+# %% demo
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
@@ -267,7 +267,7 @@ for _dev in devices():
 # *if* the samples were normal. A tiny p-value rejects normality. We run the same checks on a
 # deliberately broken transform (without the factor 2): it still looks bell-shaped, but the numbers
 # give it away.
-# %%
+# %% demo
 g = torch.Generator().manual_seed(0)
 n = budget(default=200_000, fast=20_000)
 u1, u2 = 1.0 - torch.rand(n, generator=g, dtype=torch.float64), torch.rand(n, generator=g, dtype=torch.float64)
@@ -1028,7 +1028,7 @@ for _dev in devices():
 # full training set and **10 epochs** — pytorch/examples' setting, so your test loss is directly
 # comparable with its 106 nats. Set `GENLAB_NO_GPU_BUDGET=1` before starting Jupyter to use the
 # CPU numbers anyway.
-# %%
+# %% demo
 from genlab.training import evaluate, fit
 from genlab.vae import MLPVAE
 
@@ -1070,7 +1070,7 @@ for name, r in results.items():
           f"{histories[name].seconds:>10.0f} s")
 vae = models["conv VAE (yours)"]
 
-# %%
+# %% demo
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 for ax, key, label in zip(axes, ["loss", "recon", "kl"],
                           ["negative ELBO", "reconstruction", "KL"]):
@@ -1236,7 +1236,7 @@ for _dev in devices():
 
 # %% [markdown]
 # Samples from your conv VAE and from the MLP VAE, decoded from the *same* codes:
-# %%
+# %% demo
 for name, model in models.items():
     show_images(sample_prior(model, 32, generator=torch.Generator().manual_seed(0)).cpu(),
                 title=f"samples from the prior: {name}")
@@ -1382,7 +1382,7 @@ explore(render_path, {"digit_a": (0, 9, 1, 3), "digit_b": (0, 9, 1, 8), "example
 # a code that is not Gaussian, so codes drawn from the prior land in **holes** and decode badly; a
 # large weight on the prior gives a code that follows the prior but **blurry** reconstructions.
 # These models get a smaller budget (12 epochs on CPU).
-# %%
+# %% demo
 BETAS = [0.1, 1.0, 4.0]
 EPOCHS_2D = budget(default=12, fast=1, gpu=30)
 models_2d, results_2d = {}, {}
@@ -1396,7 +1396,7 @@ for beta in BETAS:
     print(f"beta = {beta:>4}: test recon {results_2d[beta]['recon']:6.1f}, "
           f"KL {results_2d[beta]['kl']:5.2f}, negative ELBO {results_2d[beta]['loss']:6.1f} nats")
 
-# %%
+# %% demo
 u = np.linspace(0.05, 0.95, 15)                             # evenly spaced probabilities
 q = torch.tensor(stats.norm.ppf(u), dtype=torch.float32)    # ... mapped through the inverse CDF
 z_row, z_col = torch.meshgrid(q.flip(0), q, indexing="ij")  # top row: largest z_2
@@ -1416,7 +1416,7 @@ show_images(manifold, nrow=15, title="The learnt 2-D manifold, beta = 1 (Kingma 
 # Now the three values of $\beta$ side by side. Top: where the test digits' posterior means lie
 # (coloured by digit, with the circle of radius 2, which holds 86 % of the prior's mass). Bottom: what
 # each decoder draws on a regular grid over $[-2.5, 2.5]^2$ — the region the prior samples from.
-# %%
+# %% demo
 circle = np.linspace(0, 2 * np.pi, 200)
 fig, axes = plt.subplots(2, len(BETAS), figsize=(5.2 * len(BETAS), 9.6))
 with torch.no_grad():
@@ -1444,7 +1444,7 @@ show_rows(rows, title="The same test digits and the same prior codes for three v
 # The reconstruction/KL trade-off as numbers: each model's test reconstruction term against its KL
 # term ("rate" and "distortion" in information-theory language). Lowering $\beta$ buys lower
 # reconstruction error with more nats in the code.
-# %%
+# %% demo
 fig, (ax_bars, ax_rd) = plt.subplots(1, 2, figsize=(11, 3.8))
 plot_bars([results_2d[b]["recon"] for b in BETAS], labels=[f"beta = {b}" for b in BETAS],
           ylabel="test reconstruction (nats)", ax=ax_bars)

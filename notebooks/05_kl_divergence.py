@@ -75,7 +75,7 @@ torch.set_printoptions(precision=4, sci_mode=False)
 # %% [markdown]
 # Tools for the ungraded parts: matplotlib and genlab's `show(fig)`, which displays a figure once
 # and closes it.
-# %%
+# %% demo
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -106,7 +106,7 @@ def normal_pdf(x, mu, sigma):
 # formula), $p = \mathcal N(1, 0.5^2)$ and $q = \mathcal N(0, 1)$. The shaded area on the right is
 # the KL: the integrand $p\log(p/q)$ is negative in places (where $q > p$), yet the total can never
 # be — the proof, with Jensen's inequality, comes right after Exercise 1.
-# %%
+# %% demo
 xs = np.linspace(-3.5, 4.0, 600)
 p_pdf, q_pdf = normal_pdf(xs, 1.0, 0.5), normal_pdf(xs, 0.0, 1.0)
 integrand = p_pdf * np.log(p_pdf / q_pdf)
@@ -309,7 +309,7 @@ print(f"4. |KL(p || q) - KL(q || p)|: median {(mine - swapped).abs().median().it
 # argument only visits places where the wide one is comfortable, but a wide first argument visits
 # the tails, where the narrow density is vanishingly small and the log-ratio huge. Remember this
 # for Part 4.
-# %%
+# %% demo
 sigmas = torch.logspace(-1.5, 1, 200, dtype=F64)
 zero, one = torch.zeros((), dtype=F64), torch.ones((), dtype=F64)
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -605,7 +605,7 @@ for _dev in devices():
 # $1/\sqrt n$ and (almost always) cover the closed form. Right: many independent runs with the
 # same $n$; their histogram should look like a normal curve whose width is the standard error the
 # runs report.
-# %%
+# %% demo
 q_demo = Normal(torch.tensor(1.0, dtype=F64), torch.tensor(0.5, dtype=F64))
 p_demo = Normal(torch.tensor(0.0, dtype=F64), torch.tensor(1.0, dtype=F64))
 exact = kl_univariate(q_demo.loc, q_demo.scale, p_demo.loc, p_demo.scale).item()
@@ -674,7 +674,7 @@ print(f"{RUNS} runs with n = {N_PER_RUN}: s.d. of the estimates {run_estimates.s
 # quadrature on a fine grid, and `fit_gaussian` minimizes either one from a starting point. The
 # contour plots show the whole landscape over $(m, \log s)$: one valley for the forward KL, two
 # for the reverse KL — which mode $q$ ends up in depends on where the search starts.
-# %%
+# %% demo
 from genlab.kl import fit_gaussian, gaussian_mixture, kl_gaussian_mixture
 
 target = gaussian_mixture(weights=[0.5, 0.5], means=[-2.5, 2.5], stds=[0.7, 0.7])
@@ -1165,7 +1165,7 @@ print(f"ELBO alone: from {bound.min().item():.1f} to {bound.max().item():.3f}, a
 # equal it. We maximize the ELBO over $(\mu, \log\sigma^2)$ by gradient ascent — autograd runs
 # straight through your `elbo` — and the gap stops at a positive value: exactly
 # $\mathrm{KL}(q^\star\,\|\,p(z\mid x))$ of the best diagonal $q^\star$ (the "mean-field" solution).
-# %%
+# %% demo
 g = torch.Generator().manual_seed(5)
 Q, _ = torch.linalg.qr(torch.randn(5, 3, generator=g, dtype=F64))
 model_diag = LinearGaussianModel(Q * torch.tensor([2.0, 1.0, 0.5], dtype=F64),
@@ -1256,7 +1256,7 @@ print("       q's variances vs 1/diag(precision) vs diag(posterior cov):",
 # The KL term of `elbo_loss` is lab 4's `kl_to_standard_normal` — the function the set-up cell
 # gave you for Exercise 5 — and it agrees with your `kl_diag_gaussians` against $\mathcal N(0, I)$. Check it on the encoder of a (freshly initialized)
 # VAE from lab 4 and a few test digits:
-# %%
+# %% demo
 from genlab.data import load_mnist
 from genlab.vae import VAE, elbo_loss
 

@@ -102,7 +102,7 @@ torch.set_printoptions(precision=3, sci_mode=False)
 # factors of variation, so it can only be measured where the true factors are known. With
 # dSprites we can draw an image for any factor combination we like — which is exactly what the
 # metrics of Part 5 need.
-# %%
+# %% demo
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -137,7 +137,7 @@ print("factor classes of the first four:\n", c_random[:4])
 # The pictures should agree with the table; a few numbers make sure. The area of a sprite grows
 # with the square of its scale; rotating a sprite keeps its area (up to pixel rounding); and the
 # centre of mass follows the position factors along straight lines.
-# %%
+# %% demo
 values = dsprites.factor_values()
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 for shape, name in enumerate(dsprites.SHAPES):
@@ -438,7 +438,7 @@ for _dev in devices():
 # A **KL warm-up** — β grows linearly from 0 to its final value over the first 500 steps (Bowman
 # et al. 2016; Sønderby et al. 2016) — gets past that, and every β gets the same warm-up, so the
 # comparison stays fair.
-# %%
+# %% demo
 from genlab.disentangle import ConvBetaVAE, betavae_score, encode_means, mutual_info_matrix
 from genlab.training import fit
 
@@ -461,7 +461,7 @@ x_train, c_train = dsprites.subset(N_TRAIN, seed=0)
 print(f"device {device}; {len(x_train):,} training images, {EPOCHS} epochs per model, "
       f"betas {BETAS}, channels {CHANNELS}")
 
-# %%
+# %% demo
 def make_loss(beta):
     """A loss_fn for fit: your beta_vae_loss, with beta warmed up linearly over WARMUP_STEPS."""
     step = [0]
@@ -488,7 +488,7 @@ for beta in BETAS:
           f"KL {histories[beta].metrics['kl'][-1]:.2f} nats per image "
           f"({histories[beta].seconds:.0f} s, {histories[beta].images_per_second:.0f} images/s)")
 
-# %%
+# %% demo
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 plot_curves({f"beta = {b:g}": h.metrics["recon"] for b, h in histories.items()}, ylabel="nats",
             title="reconstruction (cross-entropy per image)", ax=axes[0])
@@ -510,7 +510,7 @@ show_rows(recons, title="Reconstructions from the posterior mean")
 # Now the per-dimension picture, with your `kl_per_dimension` and `active_units`, on 10,000 fresh
 # images (random factor combinations, drawn with replacement as disentanglement_lib does). We
 # also keep their posterior means and true factor classes for Part 5.
-# %%
+# %% demo
 classes_eval = dsprites.sample_classes(N_METRIC, generator=torch.Generator().manual_seed(1))
 x_eval = dsprites.render_classes(classes_eval)
 codes, kl_dims, units = {}, {}, {}
@@ -672,7 +672,7 @@ for _dev in devices():
 # One row per latent dimension, sorted by its KL (most informative first), sweeping the value from
 # −2.5 to 2.5 — a range that covers most of the prior $\mathcal N(0, 1)$. The label gives the
 # dimension and its KL in nats. Collapsed dimensions (KL ≈ 0) give rows of identical images.
-# %%
+# %% demo
 values_sweep = torch.linspace(-2.5, 2.5, 9)
 x_probe = dsprites.render_classes(torch.tensor([[2, 4, 0, 15, 15]]))[0]    # a heart in the middle
 
@@ -964,7 +964,7 @@ for name, c in [("one factor per dimension", perfect), ("positions rotated by 45
 # Now the models, with your function on the 10,000 evaluation codes of Part 3. The heat map shows
 # $I(z_j; v_k)/H(v_k)$ for every code dimension and factor: a disentangled code has one bright
 # cell per column and the rest dark.
-# %%
+# %% demo
 mig = {beta: mutual_information_gap(codes[beta], classes_eval) for beta in BETAS}
 fig, axes = plt.subplots(1, len(BETAS), figsize=(4.3 * len(BETAS), 4.2))
 for ax, beta in zip(np.atleast_1d(axes), BETAS):
@@ -992,7 +992,7 @@ show(fig)
 # implements it as disentanglement_lib does (`genlab.disentangle.betavae_score`); on a CPU we use
 # fewer points than the library's 10,000 + 5,000 with 64 pairs each, so expect a few points of
 # noise.
-# %%
+# %% demo
 scores = {beta: betavae_score(model, generator=torch.Generator().manual_seed(2), **N_SCORE)
           for beta, model in models.items()}
 print(f"{'beta':>6}{'recon (nats)':>15}{'KL (nats)':>11}{'active units':>14}{'MIG':>8}"

@@ -107,7 +107,7 @@ class CallLog(torch.overrides.TorchFunctionMode):
 # generator will end in $\tanh$, whose outputs lie in $[-1, 1]$, so the real images are mapped to
 # the same range with $x \mapsto 2x - 1$ before the discriminator sees them: otherwise the
 # discriminator could tell real from fake by the range of the pixel values alone.
-# %%
+# %% demo
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -265,7 +265,7 @@ for _dev in devices():
 # $$\mathcal L_G = \mathrm{BCE}\big(D(G(z)), 1\big) = -\tfrac1M \textstyle\sum_j \log D(G(z_j)).$$
 #
 # The next cell plots both losses and their slopes against the logit.
-# %%
+# %% demo
 logit = torch.linspace(-8, 8, 401)
 fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(12, 4))
 ax_loss.plot(logit, -F.softplus(logit), label="saturating: log(1 - D)  (minimize)")
@@ -993,7 +993,7 @@ finally:
 # the two Adam optimizers ($\beta_1 = 0.5$), maps each real batch to $[-1, 1]$, draws a fresh
 # $z \sim \mathcal N(0, I)$ for it, and records both losses at every step and the images
 # $G(z_\text{fixed})$ for 64 fixed codes along the way.
-# %%
+# %% demo
 from genlab.dcgan import generate, train_gan
 
 device = get_device()
@@ -1033,7 +1033,7 @@ print(f"trained in {history.seconds:.0f} s ({history.images_per_second:,.0f} ima
 #   digit-like strokes.
 # * The spikes are normal: one player briefly gets ahead and the other catches up. A *sustained*
 #   climb of $\mathcal L_G$ with $\mathcal L_D$ near zero would be the sign of a failed run.
-# %%
+# %% demo
 def smooth(values, width=25):
     """Moving average, to see the trend through the step-to-step noise."""
     values = np.asarray(values, dtype=float)
@@ -1063,7 +1063,7 @@ show(fig)
 # generator (top) to the end of training (bottom). Early rows are blobs; then strokes appear, and
 # later rows mostly refine them. A code usually keeps its digit class once it has one — the
 # generator changes gradually, not by jumping between modes.
-# %%
+# %% demo
 picks = sorted(set(np.linspace(0, len(history.snapshots) - 1, 6).round().astype(int).tolist()))
 show_rows({f"epoch {history.snapshot_epochs[i]:.0f}": history.snapshots[i][:8] for i in picks},
           value_range=(-1, 1), title="G(z) for eight fixed codes over training")
@@ -1093,7 +1093,7 @@ show_rows({"generated": samples, "nearest training digit": train_scaled[nearest]
 # codes have a norm close to $\sqrt{64} = 8$, and the straight line between two of them passes
 # through codes of noticeably smaller norm, which the generator rarely saw. Slerp follows the
 # great circle instead and keeps the norm typical.
-# %%
+# %% demo
 from genlab.dcgan import slerp
 from genlab.widgets import interpolation_widget
 
@@ -1137,7 +1137,7 @@ interpolation_widget(lambda z: from_gan_range(G_cpu(z)), fixed_z[0], fixed_z[1],
 # * `confidence`: the classifier's mean top probability — blurry or ambiguous samples lower it.
 #
 # The numbers only compare runs with the same data and sample size.
-# %%
+# %% demo
 from genlab.quality import sample_quality
 
 N_EVAL = budget(default=1000, fast=200)

@@ -73,7 +73,7 @@ seed_everything(0)
 torch.set_printoptions(precision=4, sci_mode=False)
 
 
-# %%
+# %% demo
 import time
 
 import matplotlib.pyplot as plt
@@ -217,7 +217,7 @@ for _dev in devices():
 # $z \sim \mathcal N(0, 1)$, started far from the data (the data are centred at 4 with spread
 # 0.5; the generator starts at 0 with spread 1, so the two samples barely overlap). Each step
 # draws fresh samples and follows the gradient of *your* `wasserstein_1d`.
-# %%
+# %% demo
 data_1d = 4 + 0.5 * torch.randn(2000, generator=torch.Generator().manual_seed(1))
 a = torch.zeros((), requires_grad=True)
 b = torch.ones((), requires_grad=True)
@@ -392,7 +392,7 @@ for _dev in devices():
 # %% [markdown]
 # Plot the four measures as $\theta$ sweeps through $0$, and try to learn $\theta$ by gradient
 # descent on each of them (autograd gives the slope; for TV, KL and JS there is none to follow).
-# %%
+# %% demo
 thetas = torch.linspace(-1, 1, 401)
 values = parallel_lines_divergences(thetas)
 fig, (ax_curves, ax_descent) = plt.subplots(1, 2, figsize=(12, 3.8))
@@ -916,7 +916,7 @@ for _dev in devices():
 # computes exactly, and two small critics (an MLP $1 \to 64 \to 64 \to 1$) trained to maximize
 # the score difference — one with your gradient penalty, one with your weight clipping. The
 # "real" sample is a mixture of two bumps, the "fake" one a Gaussian shifted by $\mu$.
-# %%
+# %% demo
 def estimate_w1(real, fake, penalty, steps):
     """Train a fresh MLP critic on two fixed 1-D samples; return its estimate mean f(real) - mean f(fake)."""
     torch.manual_seed(0)
@@ -1294,7 +1294,7 @@ for _dev in devices():
 # **With a GPU** the cell switches to the full training set, width 64 and about 4,700 generator
 # updates per model, which gives much better digits (set `GENLAB_NO_GPU_BUDGET=1` before starting
 # Jupyter to use the CPU numbers anyway).
-# %%
+# %% demo
 from genlab.data import load_mnist
 from genlab.quality import digit_classifier, sample_quality
 from genlab.wgan import RECIPES, samples, train_recipe
@@ -1328,7 +1328,7 @@ runs = {"DCGAN": train("dcgan", DCGAN_EPOCHS),
 for name, run in runs.items():
     print(f"{name:>9}: {len(run.steps):4d} generator updates in {run.seconds:5.1f} s; {run.quality}")
 
-# %%
+# %% demo
 show_rows({name: samples(run.G, 12, seed=3) for name, run in runs.items()}, value_range=(-1, 1),
           title="Samples after the same number of generator updates")
 
@@ -1340,7 +1340,7 @@ show_rows({name: samples(run.G, 12, seed=3) for name, run in runs.items()}, valu
 # measures how well it is doing in the game, which says little about how good the samples are.
 # Below, each panel shows one run: its training signal per generator update (smoothed), and the
 # Fréchet distance at the evaluation points (right axis).
-# %%
+# %% demo
 def smooth(values, width=15):
     values = np.asarray(values, dtype=float)
     width = max(1, min(width, len(values)))
@@ -1396,7 +1396,7 @@ for name, run in runs.items():
 # Gulrajani et al. report that WGAN-GP trains many architectures and settings where other GANs
 # fail. A cheap way to test a bit of that claim: raise the learning rate tenfold and train DCGAN
 # and WGAN-GP again, for half the budget.
-# %%
+# %% demo
 HIGH = 10
 unstable = {"DCGAN, lr x10": train("dcgan", max(1, DCGAN_EPOCHS // 2), lr=HIGH * LR["dcgan"]),
             "WGAN-GP, lr x10": train("wgan-gp", max(1, WGAN_EPOCHS // 2), lr=HIGH * LR["wgan-gp"])}

@@ -83,6 +83,14 @@ def test_readonly_cell(sample_nb):
                            "schema_version": 3, "solution": False, "task": False}
 
 
+def test_demo_cell_is_tagged_and_not_graded(tmp_path):
+    source = tmp_path / "lab.py"
+    source.write_text("# %% demo\ntrain_for_a_minute()\n# %%\nx = 1\n")
+    demo, plain = authoring.build_notebook(source).cells
+    assert demo.metadata == {"tags": [authoring.DEMO_TAG]} and "nbgrader" not in demo.metadata
+    assert "tags" not in plain.metadata
+
+
 def test_solution_cell(sample_nb):
     cell = sample_nb.cells[3]
     assert cell.source == ("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n"

@@ -86,6 +86,12 @@ def _pitfall_submissions(release, source) -> dict[str, nbformat.NotebookNode]:
                     nbformat.v4.new_code_cell("import os\nos._exit(1)"))
     subs["kernel_dies"] = nb
 
+    nb = fill(release, source)  # a demo cell (training, plots) is not run when grading
+    demo = nbformat.v4.new_code_cell("import os\nos._exit(1)  # would kill the kernel if run")
+    demo.metadata["tags"] = ["demo"]
+    nb.cells.insert(_test_cell_index(nb, "conv2d_matrix"), demo)
+    subs["demo_cell"] = nb
+
     nb = fill(release, source)  # asks for far more memory than the grader allows
     nb.cells.insert(_test_cell_index(nb, "conv2d_matrix"), nbformat.v4.new_code_cell(
         "import torch\nhog = torch.ones(2**36)"))
@@ -173,6 +179,10 @@ def test_runaway_submission_keeps_the_points_it_earned(course, student, note, lo
     points = course["points"]
     assert _score(course, student) == sum(points.values()) - sum(points[e] for e in lost)
     assert any(note in n for n in course["grades"][student].reasons), course["grades"][student].reasons
+
+
+def test_demo_cells_are_not_run_when_grading(course):
+    assert _score(course, "demo_cell") == sum(course["points"].values())
 
 
 def test_exception_in_a_cell_costs_only_what_depends_on_it(course):
@@ -326,3 +336,14 @@ def test_exercise_names_from_test_ids():
     assert check.exercise_of("test_conv_transpose_output_size", names) == \
         "conv_transpose_output_size"
     assert check.exercise_of("test_conv2d_matrix", names) == "conv2d_matrix"
+
+
+def test_parallel_workers_give_the_same_grades_as_one(tmp_path):
+    """`genlab grade --workers 2` on the bundled examples: the same CSV as one worker."""
+    csvs = []
+    for workers in (1, 2):
+        course = Course(ROOT, ROOT / "grading" / "examples" / "submitted", tmp_path / f"w{workers}")
+        grades = grade.grade(course, [LAB], log=lambda *a: None, workers=workers)
+        assert len(grades) == 4 and all(g.graded for g in grades)
+        csvs.append(course.csv.read_text())
+    assert csvs[0] == csvs[1]

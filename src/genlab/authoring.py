@@ -9,6 +9,8 @@ that into the student version in ``labs/``. Cell markers (one per line, at colum
     # %% solution NAME                 graded exercise: grade_id NAME, the student writes here
     # %% test test_NAME points=P       autograded test cell (locked), worth P points
     # %% readonly NAME                 a locked code cell (set-up the tests rely on)
+    # %% demo                          a code cell that only trains, plots or shows (tag "demo"),
+                                       skipped when grading and checking: the tests never need it
 
 Inside a solution cell, ``### BEGIN SOLUTION`` / ``### END SOLUTION`` mark what the release
 replaces with ``raise NotImplementedError``; inside a test cell,
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 
+DEMO_TAG = "demo"  # cells that only train, plot or show: skipped when grading
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 _MARKER = re.compile(r"^# %%(?P<rest>.*)$")
 
@@ -43,6 +46,8 @@ def _parse_header(rest: str, lineno: int, path: Path) -> tuple[str, str | None, 
         return "code", None, None
     if words[0] == "[markdown]":
         return "markdown", None, None
+    if words == ["demo"]:
+        return "demo", None, None
     kind = words[0]
     if kind not in {"solution", "test", "readonly"} or len(words) < 2:
         raise ValueError(f"{path}:{lineno}: cannot read cell marker '# %%{rest}'")
@@ -89,6 +94,8 @@ def build_notebook(source: Path) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_markdown_cell(_markdown_source(lines, lineno + 1, source))
         else:
             cell = nbformat.v4.new_code_cell("\n".join(lines).strip("\n"))
+            if kind == "demo":
+                cell.metadata["tags"] = [DEMO_TAG]
         if grade_id is not None:
             if grade_id in seen:
                 raise ValueError(f"{source}:{lineno}: grade_id {grade_id!r} is used twice")

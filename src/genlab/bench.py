@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 
 import torch
@@ -183,6 +184,14 @@ def format_table(result: dict) -> str:
 
 def add_arguments(parser) -> None:
     """The options of ``genlab bench``."""
+    parser.add_argument("what", nargs="?", choices=["training", "grading"], default="training",
+                        help="training: genlab's loop vs a plain DataLoader (default); grading: "
+                             "autograding throughput vs workers")
+    parser.add_argument("--students", type=int, default=4,
+                        help="grading: honest students per lab (default 4)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help="grading: worker counts to compare (default 1 2, and the core count)")
+    parser.add_argument("--labs", nargs="+", default=None, help="grading: labs (default all)")
     parser.add_argument("--images", type=int, default=None, metavar="N",
                         help="training images per run (default 4000; fast mode 1024)")
     parser.add_argument("--epochs", type=int, default=None,
@@ -196,6 +205,15 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    if args.what == "grading":
+        from .course import bench as grading_bench
+        workers = args.workers or sorted({1, 2, os.cpu_count() or 1})
+        result = grading_bench.run(args.labs, args.students, workers)
+        print(grading_bench.format_result(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+        return 0
     for option in ("images", "epochs", "repeats"):
         value = getattr(args, option)
         if value is not None and value <= 0:

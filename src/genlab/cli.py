@@ -82,6 +82,10 @@ def _add_grading_commands(sub) -> None:
     p.add_argument("--examples", action="store_true",
                    help="grade the bundled example submissions (the default when "
                         "grading/submitted/ is empty)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="grade N students at a time, each notebook in its own sandbox (default 1)")
+    p.add_argument("--all-cells", action="store_true",
+                   help="also run the demo cells (training, plots); by default grading skips them")
     p.add_argument("--force", action="store_true",
                    help="regrade submissions already graded (default: reuse the results of "
                         "unchanged submissions from results.jsonl)")

@@ -112,13 +112,14 @@ def nbgrader_api(course: Course, release_dir: Path | None = None):
     cd.submitted_directory = str(course.submitted)
     cd.autograded_directory = str(course.state / "autograded")
     cd.feedback_directory = str(course.state / "feedback")
-    cd.db_url = "sqlite:///" + str(course.state / "gradebook.db")
+    # SQLite waits up to a minute for a lock: parallel workers write the same gradebook
+    cd.db_url = "sqlite:///" + str(course.state / "gradebook.db") + "?timeout=60"
     if release_dir is not None:
         cd.release_directory = str(release_dir)
     if course.overrides is not None:
         config_.merge(course.overrides)
     course.state.mkdir(parents=True, exist_ok=True)
-    jupyter_path = write_kernelspec(course.state / ".tmp" / "jupyter")
+    jupyter_path = write_kernelspec(course.state / ".tmp" / f"jupyter-{os.getpid()}")
     with ipc_kernels() as ip, patched_environ(
             # nbgrader runs the `alembic` command: find it beside this Python without a venv
             PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),

@@ -13,10 +13,10 @@ from pathlib import Path
 import nbformat
 
 from .. import labs as registry
-from ..authoring import scoped_test
+from ..authoring import DEMO_TAG, scoped_test
 from .api import KERNEL_NAME, ipc_kernels, patched_environ, write_kernelspec
 from .paths import course_root
-from .plugins import NOT_RUN, Verdict
+from .plugins import NOT_RUN, Verdict, never_skip_graded_cells
 
 
 @dataclass
@@ -60,10 +60,12 @@ def run_tests(notebook: Path, reference: Path | None = None, timeout: int = 120)
     for cell in nb.cells:  # test cells run in a scope of their own, as when graded
         if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
             cell.source = scoped_test(cell.source)
+    never_skip_graded_cells(nb, DEMO_TAG)  # grading mode: the demo cells are skipped
     with tempfile.TemporaryDirectory(prefix="genlab-check-") as tmp, ipc_kernels() as ip, \
             patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp)))):
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=ip)
         client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
+                                skip_cells_with_tag=DEMO_TAG,
                                 resources={"metadata": {"path": str(notebook.parent)}})
         with contextlib.suppress(DeadKernelError):
             client.execute()

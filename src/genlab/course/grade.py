@@ -35,46 +35,87 @@ class Grade:
     reasons: list[str] = field(default_factory=list)
 
 
-def grade(course: Course, labs=None, log=print, force: bool = False) -> list[Grade]:
+def grade(course: Course, labs=None, log=print, force: bool = False,
+          workers: int = 1) -> list[Grade]:
     """Autograde every submission of ``labs``, generate feedback, export CSV; return grades.
 
     Each result is appended to ``results.jsonl`` as soon as it is known, so a crash loses
     nothing graded so far; a rerun reuses the results of unchanged submissions unless ``force``.
-    After each submission, files outside that student's own output (the course, the other
-    submissions and their results) are checked: a change is reported against the student.
+    With ``workers > 1``, students are graded in parallel processes (each notebook in its own
+    sandbox, all labs of one student in one process); the results are the same.
+    After each submission, files outside that student's own output are checked: a change is
+    reported against the student.
     """
     labs = list(labs or available_labs(course.root))
     todo = course.submissions(labs)
     before = fingerprint(course.submitted)
     done = {} if force else _load_results(course.results)
-    grades: list[Grade] = []
     with nbgrader_api(course, release_dir=course.release_check) as api:
         for lab in labs:
-            if lab not in todo:
-                continue
-            require_success(api.generate_assignment(lab, force=True, create=True),
-                            f"registering {lab} in the gradebook")
-            for student in todo[lab]:
-                digest = _digest(course.submitted / student / lab)
-                previous = done.get((student, lab))
-                if previous and previous.pop("digest", None) == digest:
-                    grades.append(Grade(**previous))
-                    log(f"  {student}/{lab}: already graded (unchanged; --force to regrade)")
-                    continue
-                g = _grade_one(api, course, lab, student)
-                grades.append(g)
-                _append_result(course.results, g, digest)
-                log(f"  graded {student}/{lab} ({g.seconds:.1f} s)")
+            if lab in todo:
+                require_success(api.generate_assignment(lab, force=True, create=True),
+                                f"registering {lab} in the gradebook")
+    results: dict[tuple[str, str], Grade] = {}
+    work: dict[str, list[str]] = {}  # student -> labs to grade, in registry order
+    for lab in labs:
+        for student in todo.get(lab, []):
+            digest = _digest(course.submitted / student / lab)
+            previous = done.get((student, lab))
+            if previous and previous.pop("digest", None) == digest:
+                results[(student, lab)] = Grade(**previous)
+                log(f"  {student}/{lab}: already graded (unchanged; --force to regrade)")
+            else:
+                work.setdefault(student, []).append(lab)
+    for g in _run(course, work, workers):
+        results[(g.student, g.lab)] = g
+        _append_result(course.results, g, _digest(course.submitted / g.student / g.lab))
+        log(f"  graded {g.student}/{g.lab} ({g.seconds:.1f} s)")
+    grades = [results[(student, lab)] for lab in labs for student in todo.get(lab, [])]
     export_csv(course.csv, grades)
     if fingerprint(course.submitted) != before:  # never expected; say so loudly if it happens
         raise SystemExit("genlab: a submitted file changed during grading; please report this")
     return grades
 
 
-def _grade_one(api, course: Course, lab: str, student: str) -> Grade:
-    """Autograde and give feedback to one submission; check that it touched nothing else."""
+def _run(course: Course, work: dict[str, list[str]], workers: int):
+    """Grade ``work`` (student -> labs); yield each Grade as soon as it is known."""
+    if workers <= 1 or len(work) <= 1:
+        for student, labs in work.items():
+            yield from grade_student(course, student, labs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    context = multiprocessing.get_context("spawn")  # no inherited kernels, sockets or threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        futures = [pool.submit(_grade_student_rows, course, student, labs, threads)
+                   for student, labs in work.items()]
+        for future in as_completed(futures):
+            for row in future.result():
+                yield Grade(**row)
+
+
+def _grade_student_rows(course: Course, student: str, labs: list[str], threads: int):
+    """In a worker process: the kernels share the cores with the other workers' kernels
+    (oversubscribed OpenMP threads spin and waste CPU)."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    return [asdict(g) for g in grade_student(course, student, labs, parallel=True)]
+
+
+def grade_student(course: Course, student: str, labs: list[str], parallel: bool = False):
+    """Autograde and give feedback to one student's submissions of ``labs`` (the unit of work
+    that ``--workers`` spreads over processes); yield a Grade per lab."""
+    with nbgrader_api(course) as api:
+        for lab in labs:
+            yield _grade_one(api, course, lab, student, parallel)
+
+
+def _grade_one(api, course: Course, lab: str, student: str, parallel: bool = False) -> Grade:
+    """Autograde and give feedback to one submission; check that it touched nothing else (in
+    parallel runs, other students' results are being written, so only the course and the
+    submissions are watched)."""
     start = time.monotonic()
-    watched = _watch(course, student)
+    watched = _watch(course, student, others=not parallel)
     result = api.autograde(lab, student, force=True, create=True)
     g = Grade(student, lab)
     if not result.get("success"):
@@ -85,7 +126,7 @@ def _grade_one(api, course: Course, lab: str, student: str) -> Grade:
         if not fb.get("success"):
             g.reasons.append("feedback failed: " + _autograde_reason(fb))
         g.reasons.extend(_execution_reasons(course.autograded(student, lab)))
-    now = _watch(course, student)
+    now = _watch(course, student, others=not parallel)
     changed = sorted(k for k in watched.keys() | now.keys() if watched.get(k) != now.get(k))
     if changed:
         g.graded = False
@@ -98,14 +139,15 @@ def _grade_one(api, course: Course, lab: str, student: str) -> Grade:
     return g
 
 
-def _watch(course: Course, student: str) -> dict[str, tuple[int, int]]:
+def _watch(course: Course, student: str, others: bool = True) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file a submission must not change: the course's sources, library
     and configuration, every submission, and the other students' results."""
     roots = [course.root / "solutions", course.root / "labs", course.root / "notebooks",
              course.root / "grading" / "nbgrader_config.py", course.submitted,
              Path(__file__).resolve().parents[1]]  # the genlab package graders import
-    roots += [p for sub in ("autograded", "feedback") if (course.state / sub).is_dir()
-              for p in (course.state / sub).iterdir() if p.name != student]
+    if others:
+        roots += [p for sub in ("autograded", "feedback") if (course.state / sub).is_dir()
+                  for p in (course.state / sub).iterdir() if p.name != student]
     out = {}
     for root in roots:
         files = [root] if root.is_file() else root.rglob("*") if root.is_dir() else []
@@ -239,10 +281,14 @@ def cmd_grade(args) -> int:
         course = Course.examples(root)
         print(f"genlab grade: no submissions in {Course.default(root).submitted.relative_to(root)}/; "
               f"grading the bundled examples in grading/examples/ (results in grading/demo/)")
+    if args.all_cells:
+        from traitlets.config import Config
+        course.overrides = Config()
+        course.overrides.Execute.skip_cells_with_tag = ""
     print(f"genlab grade: autograding with fast mode on; feedback -> "
           f"{(course.state / 'feedback').relative_to(root)}/")
     start = time.monotonic()
-    grades = grade(course, labs, force=args.force)
+    grades = grade(course, labs, force=args.force, workers=args.workers)
     if not grades:
         print("genlab grade: nothing to grade")
         return 1

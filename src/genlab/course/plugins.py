@@ -20,10 +20,10 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbgrader import utils as nbutils
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells
 from nbgrader.preprocessors.execute import Execute as NbGraderExecute
-from traitlets import Dict, Integer
+from traitlets import Dict, Integer, Unicode
 
 from .. import config
-from ..authoring import scoped_test
+from ..authoring import DEMO_TAG, scoped_test
 
 # Error names genlab writes into a cell it could not run to the end.
 KERNEL_DIED = "KernelDied"
@@ -137,6 +137,9 @@ class Execute(NbGraderExecute):
             return None
         return super().output(outs, msg, display_id, cell_index)
 
+    skip_cells_with_tag = Unicode(DEMO_TAG, help="cells with this tag are not run (grading mode: "
+                                  "the demo cells); '' runs every cell").tag(config=True)
+
     def _cell_timeout(self, cell):
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
         for pattern, seconds in self.cell_timeouts.items():
@@ -162,10 +165,7 @@ class Execute(NbGraderExecute):
         self.timeout_func = self._cell_timeout
         self._output_limit = config.grader_output_mb() * 2**20
         self._output_bytes, self._output_dropped = 0, False
-        for cell in self.nb.cells:  # a test cell is never skipped (nbclient skips tagged cells)
-            if nbutils.is_grade(cell) and "tags" in cell.metadata:
-                cell.metadata["tags"] = [t for t in cell.metadata["tags"]
-                                         if t != self.skip_cells_with_tag]
+        never_skip_graded_cells(self.nb, self.skip_cells_with_tag)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
         deadline = time.monotonic() + self.total_timeout
@@ -199,6 +199,14 @@ class Execute(NbGraderExecute):
             self.log.warning("the kernel died; later cells were not run")
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+
+def never_skip_graded_cells(nb, tag: str) -> None:
+    """Grading skips the cells tagged ``tag`` (the demo cells); a student's tag on a solution,
+    locked or test cell is removed so that every graded cell runs."""
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader") and tag in cell.metadata.get("tags", []):
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != tag]
 
 
 def _add_error(cell, ename, evalue):

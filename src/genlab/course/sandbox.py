@@ -35,7 +35,8 @@ from .. import config
 
 # The only environment variables that cross into the sandbox: the grading kernel's settings
 # (config.grading_env), the device and nbgrader's flag. Nothing else of the grader's.
-PASSED_ENV = frozenset(config.grading_env()) | {"GENLAB_DEVICE", "NBGRADER_EXECUTION"}
+PASSED_ENV = frozenset(config.grading_env()) | {"GENLAB_DEVICE", "NBGRADER_EXECUTION",
+                                                "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
 KILLED_FOR_MEMORY = 137
 
 
