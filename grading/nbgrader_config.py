@@ -8,6 +8,7 @@ c = get_config()  # noqa: F821  (provided by traitlets when the file is loaded)
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 c.CourseDirectory.root = root
+c.CourseDirectory.course_id = "genlab"  # PostgreSQL enforces the gradebook's course foreign key
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "labs"
 c.CourseDirectory.submitted_directory = "grading/submitted"

@@ -14,7 +14,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[1]
 
 # conda-forge name -> PyPI name, where they differ
-CONDA_TO_PIP = {"pytorch": "torch"}
+CONDA_TO_PIP = {"pytorch": "torch", "psycopg2": "psycopg2-binary"}
 NOT_PACKAGES = {"python", "pip"}
 
 LOCKED_TORCH = {"torch": "2.14.1", "torchvision": "0.29.1"}

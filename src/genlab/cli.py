@@ -84,6 +84,12 @@ def _add_grading_commands(sub) -> None:
                         "grading/submitted/ is empty)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="grade N students at a time, each notebook in its own sandbox (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="grade on Dask distributed: 'local' (a LocalCluster of --workers "
+                        "processes) or a scheduler address tcp://HOST:PORT")
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="the gradebook's SQLAlchemy URL, e.g. postgresql://user@host/db "
+                        "(default: SQLite in the course's grading folder)")
     p.add_argument("--all-cells", action="store_true",
                    help="also run the demo cells (training, plots); by default grading skips them")
     p.add_argument("--force", action="store_true",

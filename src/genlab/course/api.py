@@ -112,8 +112,7 @@ def nbgrader_api(course: Course, release_dir: Path | None = None):
     cd.submitted_directory = str(course.submitted)
     cd.autograded_directory = str(course.state / "autograded")
     cd.feedback_directory = str(course.state / "feedback")
-    # SQLite waits up to a minute for a lock: parallel workers write the same gradebook
-    cd.db_url = "sqlite:///" + str(course.state / "gradebook.db") + "?timeout=60"
+    cd.db_url = course.db_url
     if release_dir is not None:
         cd.release_directory = str(release_dir)
     if course.overrides is not None:

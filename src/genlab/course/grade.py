@@ -36,13 +36,15 @@ class Grade:
 
 
 def grade(course: Course, labs=None, log=print, force: bool = False,
-          workers: int = 1) -> list[Grade]:
+          workers: int = 1, scheduler: str | None = None) -> list[Grade]:
     """Autograde every submission of ``labs``, generate feedback, export CSV; return grades.
 
     Each result is appended to ``results.jsonl`` as soon as it is known, so a crash loses
     nothing graded so far; a rerun reuses the results of unchanged submissions unless ``force``.
     With ``workers > 1``, students are graded in parallel processes (each notebook in its own
-    sandbox, all labs of one student in one process); the results are the same.
+    sandbox, all labs of one student in one process); with ``scheduler`` (``"local"`` for a
+    Dask ``LocalCluster`` of ``workers`` processes, or a ``tcp://HOST:PORT`` address) on Dask
+    workers, where a task lost with its worker is run again elsewhere. The results are the same.
     After each submission, files outside that student's own output are checked: a change is
     reported against the student.
     """
@@ -66,7 +68,7 @@ def grade(course: Course, labs=None, log=print, force: bool = False,
                 log(f"  {student}/{lab}: already graded (unchanged; --force to regrade)")
             else:
                 work.setdefault(student, []).append(lab)
-    for g in _run(course, work, workers):
+    for g in _run(course, work, workers, scheduler):
         results[(g.student, g.lab)] = g
         _append_result(course.results, g, _digest(course.submitted / g.student / g.lab))
         log(f"  graded {g.student}/{g.lab} ({g.seconds:.1f} s)")
@@ -77,8 +79,11 @@ def grade(course: Course, labs=None, log=print, force: bool = False,
     return grades
 
 
-def _run(course: Course, work: dict[str, list[str]], workers: int):
+def _run(course: Course, work: dict[str, list[str]], workers: int, scheduler: str | None = None):
     """Grade ``work`` (student -> labs); yield each Grade as soon as it is known."""
+    if scheduler:
+        yield from _run_on_dask(course, work, workers, scheduler)
+        return
     if workers <= 1 or len(work) <= 1:
         for student, labs in work.items():
             yield from grade_student(course, student, labs)
@@ -93,6 +98,31 @@ def _run(course: Course, work: dict[str, list[str]], workers: int):
         for future in as_completed(futures):
             for row in future.result():
                 yield Grade(**row)
+
+
+def _run_on_dask(course: Course, work: dict[str, list[str]], workers: int, scheduler: str):
+    """The same tasks on Dask distributed, with a progress bar. Dask reschedules the tasks of
+    a worker that dies; grading a student again is harmless (nbgrader regrades in place)."""
+    from distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+    cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                           dashboard_address=None) if scheduler == "local" else None
+    try:
+        with Client(cluster or scheduler) as client:
+            # kernel threads: this machine's cores over the workers (exact for a local cluster)
+            threads = max(1, (os.cpu_count() or 1) // max(1, len(client.ncores())))
+            futures = [client.submit(_grade_student_rows, course, student, labs, threads,
+                                     key=f"genlab-grade-{student}", pure=False)
+                       for student, labs in work.items()]
+            total = sum(len(labs) for labs in work.values())
+            with tqdm(total=total, desc="grading", unit="notebook") as bar:
+                for future in as_completed(futures):
+                    for row in future.result():
+                        bar.update()
+                        yield Grade(**row)
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def _grade_student_rows(course: Course, student: str, labs: list[str], threads: int):
@@ -288,7 +318,8 @@ def cmd_grade(args) -> int:
     print(f"genlab grade: autograding with fast mode on; feedback -> "
           f"{(course.state / 'feedback').relative_to(root)}/")
     start = time.monotonic()
-    grades = grade(course, labs, force=args.force, workers=args.workers)
+    course.db = args.db
+    grades = grade(course, labs, force=args.force, workers=args.workers, scheduler=args.scheduler)
     if not grades:
         print("genlab grade: nothing to grade")
         return 1

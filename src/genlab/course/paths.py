@@ -33,6 +33,12 @@ class Course:
     submitted: Path
     state: Path  # autograded/, feedback/, gradebook.db, grades.csv live here
     overrides: object = None  # a traitlets Config merged over grading/nbgrader_config.py
+    db: str | None = None     # the gradebook's SQLAlchemy URL; default SQLite in ``state``
+
+    @property
+    def db_url(self) -> str:
+        # SQLite waits up to a minute for a lock: parallel workers write the same gradebook
+        return self.db or "sqlite:///" + str(self.state / "gradebook.db") + "?timeout=60"
 
     @classmethod
     def default(cls, root: Path | None = None) -> "Course":
