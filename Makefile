@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
+WORKERS ?= 2
 NB     ?= labs/01_transposed_convolution/01_transposed_convolution.ipynb
 
 .PHONY: help venv test test-fast lab grade release validate build check bench doctor lock clean
@@ -33,7 +34,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(ROOT_ARGS) $(LAB_ARGS)
 
 grade: $(STAMP)
-	$(BIN)/genlab grade $(LABS)
+	$(BIN)/genlab grade --workers $(WORKERS) $(LABS)
 
 release: $(STAMP)
 	$(BIN)/genlab release

@@ -338,6 +338,24 @@ def test_exercise_names_from_test_ids():
     assert check.exercise_of("test_conv2d_matrix", names) == "conv2d_matrix"
 
 
+def test_make_grade_grades_every_lab_of_the_bundled_class(tmp_path):
+    """`make grade`'s round on the bundled class (four students x every lab, two workers): each
+    student gets what examples.json says, the table and CSV list them all."""
+    course = Course(ROOT, ROOT / "grading" / "examples" / "submitted", tmp_path / "demo")
+    grades = grade.grade(course, None, log=lambda *a: None, workers=2)
+    manifest = json.loads((ROOT / "grading" / "examples" / "examples.json").read_text())
+    assert set(manifest) == set(labs.LABS)
+    by = {(g.student, g.lab): g for g in grades}
+    for lab, students in manifest.items():
+        points = labs.get(lab).points
+        for student, info in students.items():
+            lost = points if info["loses"] == "all" else info["loses"]
+            expected = sum(points.values()) - sum(points[c] for c in lost)
+            assert by[(student, lab)].score == expected, (lab, student, info["shows"])
+    table = grade.format_grade_table(grades)
+    assert all(f"lab {lab.number}" in table for lab in labs.LABS.values())
+
+
 def test_parallel_workers_give_the_same_grades_as_one(tmp_path):
     """`genlab grade --workers 2` on the bundled examples: the same CSV as one worker."""
     csvs = []
