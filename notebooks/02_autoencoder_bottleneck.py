@@ -498,7 +498,7 @@ import copy
 import math
 import torch
 import torch.nn as nn
-from genlab.testing import CheckFailed, attempt, check_close, devices
+from genlab.testing import CheckFailed, attempt, check_close, devices, using_references
 
 
 class _TinyAE(nn.Module):
@@ -531,8 +531,11 @@ def _tr_call(model, data, epochs, **kwargs):
     """Call the student's train_autoencoder; check that it returns `epochs` floats."""
     args = ", ".join([f"epochs={epochs}"] + [f"{k}={v}" for k, v in kwargs.items()])
     what = f"train_autoencoder(model, data, {args})"
-    losses = attempt(what, train_autoencoder, model, data, epochs, **kwargs,
-                     hint="data is a tensor of images or a pair (images, labels)")
+    # your loop with the reference loss: a loss mistake costs its own exercise's points only
+    from genlab.autoencoder import reconstruction_loss as _reference_loss
+    with using_references(reconstruction_loss=_reference_loss):
+        losses = attempt(what, train_autoencoder, model, data, epochs, **kwargs,
+                         hint="data is a tensor of images or a pair (images, labels)")
     if isinstance(losses, torch.Tensor) or not isinstance(losses, list):
         raise CheckFailed(f"{what}: returned a {type(losses).__name__}\n  Hint: return a list "
                           "of Python floats, one per epoch (fit's history.epoch_losses)")

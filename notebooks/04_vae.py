@@ -907,7 +907,7 @@ def elbo_loss(logits, x, mu, logvar, beta=1.0):
 import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
-from genlab.testing import CheckFailed, check_close, check_tensor, devices
+from genlab.testing import CheckFailed, check_close, check_tensor, devices, using_references
 
 
 def _elbo_inputs(n=6, d=3, seed=0, dtype=torch.float32, device="cpu", size=(1, 28, 28)):
@@ -921,7 +921,10 @@ def _elbo_inputs(n=6, d=3, seed=0, dtype=torch.float32, device="cpu", size=(1, 2
 
 
 def _elbo_parts(what, *args, **kwargs):
-    out = attempt(what, elbo_loss, *args, **kwargs)
+    # your elbo_loss with the reference KL: a KL mistake costs its own exercise's points only
+    from genlab.vae import kl_to_standard_normal as _reference_kl
+    with using_references(kl_to_standard_normal=_reference_kl):
+        out = attempt(what, elbo_loss, *args, **kwargs)
     if not isinstance(out, tuple) or len(out) != 3:
         raise CheckFailed(f"{what}: expected a tuple (loss, recon, kl), got {type(out).__name__}\n"
                           "  Hint: return loss, recon, kl")

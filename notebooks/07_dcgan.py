@@ -785,7 +785,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
-from genlab.testing import CheckFailed, check_close, check_number, devices, notebook_globals
+from genlab.testing import CheckFailed, check_close, check_number, devices, using_references
 
 
 class _TinyG(nn.Module):
@@ -942,10 +942,7 @@ def _step_checks(seed=0, device="cpu", prefill=False, lr=0.05):
 
 # Your step, isolated from your loss functions: while this cell runs, discriminator_loss and
 # generator_loss are the reference ones (so a mistake there is not counted twice).
-_notebook = notebook_globals()   # where your gan_train_step looks up the two losses
-_saved = {name: _notebook.get(name) for name in ("discriminator_loss", "generator_loss")}
-_notebook.update(discriminator_loss=_d_loss, generator_loss=_g_loss)
-try:
+with using_references(discriminator_loss=_d_loss, generator_loss=_g_loss):
     _step_checks(seed=0)
     _step_checks(seed=1, prefill=True)
     ### BEGIN HIDDEN TESTS
@@ -970,8 +967,6 @@ try:
     check_close(_flat(_D2), _flat(_D1), "gan_train_step with DCGAN networks and Adam, two steps: "
                 "the discriminator's parameters", atol=1e-5, rtol=1e-4)
     ### END HIDDEN TESTS
-finally:
-    _notebook.update(_saved)
 
 # %% [markdown]
 # ## Part 4 · Training the DCGAN

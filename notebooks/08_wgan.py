@@ -1047,7 +1047,7 @@ def wgan_train_step(G, critic, opt_g, opt_c, real_batches, z_fn, n_critic=5, cli
 import copy
 import torch
 from torch import nn
-from genlab.testing import CheckFailed, check_close, check_number, devices
+from genlab.testing import CheckFailed, check_close, check_number, devices, using_references
 
 
 class _TinyCritic(nn.Module):
@@ -1161,8 +1161,13 @@ def _step_check(n_critic=3, clip=None, gp_weight=None, seed=0, device="cpu"):
     what = (f"wgan_train_step(n_critic={n_critic}, clip={clip}, gp_weight={gp_weight}) with SGD "
             f"on tiny networks ({device})")
     right = _oracle(*start, reals, zs, lr_g, lr_c, clip, gp_weight, linear)
-    out = attempt(what, wgan_train_step, G, critic, opt_g, opt_c, reals, z_fn, n_critic=n_critic,
-                  clip=clip, gp_weight=gp_weight)
+    # your step with the reference losses, clipping and penalty: a mistake in one of those
+    # exercises costs its own points only
+    from genlab import wgan as _reference
+    with using_references(**{name: getattr(_reference, name) for name in (
+            "critic_loss", "wgan_generator_loss", "clip_weights_", "gradient_penalty")}):
+        out = attempt(what, wgan_train_step, G, critic, opt_g, opt_c, reals, z_fn,
+                      n_critic=n_critic, clip=clip, gp_weight=gp_weight)
     if not isinstance(out, dict):
         raise CheckFailed(f"{what}: expected a dict, got {type(out).__name__}")
     for key in ("critic_loss", "wasserstein", "gp", "generator_loss"):

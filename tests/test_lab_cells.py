@@ -63,3 +63,34 @@ def test_reference_implementations_pass_the_lab_tests(case):
     replace = {name: getattr(reference, name) for name in lab.exercise_names}
     for test_id in harness.tests:
         harness.run(test_id, **replace)
+
+
+# A mistake in one exercise costs that exercise's points only: the test of an exercise that
+# calls another one runs with the reference of the other (genlab.testing.using_references).
+COUNTED_ONCE = [
+    ("02_autoencoder_bottleneck", "test_train_autoencoder", "reconstruction_loss",
+     lambda ref: lambda x_hat, x: ref(x_hat, x) / 784),
+    ("04_vae", "test_elbo_loss", "kl_to_standard_normal",
+     lambda ref: lambda mu, logvar: ref(mu, 2 * logvar)),
+    ("08_wgan", "test_wgan_train_step", "critic_loss",
+     lambda ref: lambda real, fake: -ref(real, fake)),
+    ("07_dcgan", "test_gan_train_step", "discriminator_loss",
+     lambda ref: lambda real, fake: ref(real, fake) / 2),
+]
+
+
+@pytest.mark.parametrize("lab_id, test_id, name, mistake", COUNTED_ONCE,
+                         ids=[c[0][:2] for c in COUNTED_ONCE])
+def test_a_mistake_is_not_counted_again_by_the_test_of_another_exercise(lab_id, test_id, name,
+                                                                         mistake):
+    lab = labs.get(lab_id)
+    harness = LabHarness(lab.source(ROOT))
+    wrong = mistake(getattr(importlib.import_module(f"genlab.{lab.topic}"), name))
+    harness.fails_with(f"test_{name}", "", **{name: wrong})   # its own test catches it
+    harness.run(test_id, **{name: wrong})                     # the other test does not
+
+
+def test_a_failed_check_shows_as_its_message_not_a_traceback():
+    from genlab.testing import CheckFailed
+    err = CheckFailed("f(x): wrong shape\n  Hint: sum over pixels")
+    assert err._render_traceback_() == ["CheckFailed: f(x): wrong shape", "  Hint: sum over pixels"]

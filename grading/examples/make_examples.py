@@ -41,8 +41,7 @@ _summed = reconstruction_loss
 
 def reconstruction_loss(x_hat, x):
     return _summed(x_hat, x) / x[0].numel()   # a mean over pixels, not a sum""",
-                                  # train_autoencoder's test uses the student's loss too
-                                  ["test_reconstruction_loss", "test_train_autoencoder"]),
+                                  ["test_reconstruction_loss"]),
     "03_denoising_autoencoder": ("psnr with the natural logarithm instead of log10", "psnr", """
 
 _log10_psnr = psnr
@@ -59,7 +58,7 @@ _kl = kl_to_standard_normal
 
 def kl_to_standard_normal(mu, logvar):
     return _kl(mu, 2 * logvar)   # treats logvar as log(sigma): sigma^2 = exp(2 logvar)""",
-               ["test_kl_to_standard_normal", "test_elbo_loss"]),   # elbo_loss uses the KL
+               ["test_kl_to_standard_normal"]),
     "05_kl_divergence": ("variances passed where kl_univariate takes standard deviations",
                          "kl_univariate", """
 
@@ -94,7 +93,7 @@ _critic_loss = critic_loss
 
 def critic_loss(real_scores, fake_scores):
     return -_critic_loss(real_scores, fake_scores)   # mean(real) - mean(fake)""",
-                ["test_critic_loss", "test_wgan_train_step"]),   # the step uses critic_loss
+                ["test_critic_loss"]),
 }
 
 
@@ -118,8 +117,9 @@ def broken(nb):
                       if c.metadata.get("nbgrader", {}).get("grade"))
     first_solution = max(i for i, c in enumerate(cells[:first_test])
                          if c.metadata.get("nbgrader", {}).get("solution"))
-    cells.insert(first_test + 1, nbformat.v4.new_code_cell(
-        "# I was debugging something...\nimport os\nos._exit(1)"))
+    debugging = nbformat.v4.new_code_cell("# I was debugging something...\nimport os\nos._exit(1)")
+    debugging.id = "debugging"  # a fixed id: regenerating the examples changes nothing
+    cells.insert(first_test + 1, debugging)
     cells.insert(first_solution, copy.deepcopy(cells[first_solution]))
     last_test = max(i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade"))
     del cells[last_test]

@@ -20,6 +20,12 @@ import torch
 class CheckFailed(AssertionError):
     """A test failed; the message is meant for the student."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows a failed check as its message (what failed, then the hint), not as a
+        traceback through the test's code."""
+        first, *rest = str(self).splitlines() or [""]
+        return [f"{type(self).__name__}: {first}", *rest]
+
 
 def _fail(what: str, problem: str, hint: str | None = None) -> None:
     message = f"{what}: {problem}"
@@ -244,6 +250,35 @@ def notebook_globals() -> dict:
     cell that runs in a scope of its own: for a test that watches the calls the student's code
     makes (it puts a spy there and restores the original afterwards)."""
     return _NOTEBOOKS[-1] if _NOTEBOOKS else sys._getframe(1).f_globals
+
+
+class using_references:
+    """While the block runs, the notebook's ``name=function`` pairs are the reference ones:
+    the test of one exercise does not count again a mistake in another exercise it calls (the
+    student's elbo_loss calling the student's kl_to_standard_normal). Restored afterwards.
+
+    >>> with using_references(kl_to_standard_normal=reference_kl):
+    ...     out = attempt(what, elbo_loss, logits, x, mu, logvar)
+    """
+
+    _MISSING = object()
+
+    def __init__(self, **functions):
+        self.functions = functions
+        self.namespace = _NOTEBOOKS[-1] if _NOTEBOOKS else sys._getframe(1).f_globals
+
+    def __enter__(self):
+        self.saved = {name: self.namespace.get(name, self._MISSING) for name in self.functions}
+        self.namespace.update(self.functions)
+        return self
+
+    def __exit__(self, *exc):
+        for name, value in self.saved.items():
+            if value is self._MISSING:
+                self.namespace.pop(name, None)
+            else:
+                self.namespace[name] = value
+        return False
 
 
 def devices() -> list[torch.device]:
