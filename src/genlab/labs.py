@@ -118,6 +118,14 @@ def get(lab_id: str) -> Lab:
                        f"{', '.join(LABS)}") from None
 
 
+def exercise_of(grade_id: str, exercises) -> str | None:
+    """Which of ``exercises`` a cell belongs to, by name: ``test_conv2d_matrix_hidden`` ->
+    ``conv2d_matrix`` (the longest name that fits), or None."""
+    name = grade_id[5:] if grade_id.startswith("test_") else grade_id
+    return next((e for e in sorted(exercises, key=len, reverse=True)
+                 if name == e or name.startswith(e + "_")), None)
+
+
 def available(root: Path) -> list[str]:
     """Registered labs whose solution notebook exists under ``root`` (in registry order)."""
     return [lab.id for lab in LABS.values() if lab.solution(root).is_file()]

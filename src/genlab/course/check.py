@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from .. import labs as registry
+from ..labs import exercise_of as labs_exercise_of
 from ..authoring import DEMO_TAG, scoped_test
 from .api import KERNEL_NAME, ipc_kernels, patched_environ, write_kernelspec
 from .paths import course_root
@@ -29,12 +30,10 @@ class CellResult:
 
 
 def exercise_of(grade_id: str, exercises) -> str:
-    """``test_conv2d_matrix_hidden`` -> ``conv2d_matrix`` (the longest exercise name that fits)."""
-    name = grade_id[5:] if grade_id.startswith("test_") else grade_id
-    for exercise in sorted(exercises, key=len, reverse=True):
-        if name == exercise or name.startswith(exercise + "_"):
-            return exercise
-    return name
+    """The exercise a test cell reports under: ``test_conv2d_matrix_hidden`` ->
+    ``conv2d_matrix``; a test cell of no known exercise under its own name."""
+    return labs_exercise_of(grade_id, exercises) or (
+        grade_id[5:] if grade_id.startswith("test_") else grade_id)
 
 
 def run_tests(notebook: Path, reference: Path | None = None, timeout: int = 120) -> list[CellResult]:

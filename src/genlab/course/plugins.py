@@ -24,6 +24,7 @@ from traitlets import Dict, Integer, Unicode
 
 from .. import config
 from ..authoring import DEMO_TAG, scoped_test
+from ..labs import exercise_of
 
 # Error names genlab writes into a cell it could not run to the end.
 KERNEL_DIED = "KernelDied"
@@ -237,7 +238,7 @@ class Verdict(NbGraderPreprocessor):
         outputs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if cell.get("execution_count") is None and not outputs:
             outputs.append(_error(NOT_RUN, "this test cell did not run"))
-        exercise = _exercise_of_test(cell.metadata["nbgrader"]["grade_id"], self._answer_key)
+        exercise = exercise_of(cell.metadata["nbgrader"]["grade_id"], self._answer_key)
         if exercise:
             outputs = [_error(ANSWER_KEY, self._answer_key[exercise])]
         cell.outputs = outputs
@@ -247,12 +248,6 @@ class Verdict(NbGraderPreprocessor):
 def _error(ename: str, evalue: str):
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue,
                                   traceback=[f"{ename}: {evalue}"])
-
-
-def _exercise_of_test(grade_id: str, exercises) -> str | None:
-    name = grade_id[5:] if grade_id.startswith("test_") else grade_id
-    return next((e for e in sorted(exercises, key=len, reverse=True)
-                 if name == e or name.startswith(e + "_")), None)
 
 
 def answer_key_uses(nb, lab_id: str | None) -> dict[str, str]:
