@@ -38,7 +38,7 @@ DESERVED = {
     "disk_filler": 10,        # correct, then writes 2 GB
     "fork_bomb": 10,          # correct, then starts hundreds of processes
     "split_memory": 10,       # correct, then spreads 7.5 GB over three processes (limit 6 GB)
-    "warns": 10,              # correct, but its functions print warnings to stderr
+    "warns": 10,              # correct, but its functions log to stderr
     "partial_credit": 0,      # blank, and a hook that shows 10 as each cell's result
     "skip_tests": 0,          # blank, with the test cells tagged "skip-execution"
     "answer_key": 7,          # conv2d_matrix (3 points) imported from genlab.tconv
@@ -145,8 +145,8 @@ def _attacks(release, source, root: Path) -> dict[str, nbformat.NotebookNode]:
 
     answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in honest().cells
                if c.metadata.get("nbgrader", {}).get("solution")}
-    subs["warns"] = fill_in(release, source, {
-        name: "import warnings\n" + code.replace("):\n", "):\n    warnings.warn('slow code')\n", 1)
+    subs["warns"] = fill_in(release, source, {  # logs to stderr, as a logger or warning would
+        name: "import sys\n" + code.replace("):\n", "):\n    print('working...', file=sys.stderr)\n", 1)
         for name, code in answers.items()})
 
     nb = blank()
