@@ -18,7 +18,7 @@ from .paths import Course
 KERNEL_NAME = "genlab-grader"
 
 
-def kernel_argv(python: str = sys.executable) -> list[str]:
+def kernel_argv(python: str = sys.executable, warn: bool = True) -> list[str]:
     """The command that starts a grading kernel: in a bubblewrap sandbox
     (:mod:`genlab.course.sandbox`) where it works; else, with a loud warning, this environment's
     Python under a memory limit (CPU graders) and without network where the system allows it."""
@@ -28,7 +28,7 @@ def kernel_argv(python: str = sys.executable) -> list[str]:
     if mode == "require":
         raise SystemExit("genlab: GENLAB_GRADER_SANDBOX=require, but bubblewrap (bwrap) cannot "
                          "create a sandbox here; install Debian's bubblewrap package")
-    if mode == "auto":
+    if mode == "auto" and warn:
         print("genlab: WARNING: no sandbox for the grading kernel (bubblewrap is missing or cannot "
               "run here): student code runs with the grader's rights. Install Debian's "
               "bubblewrap package (apt-get install bubblewrap).", file=sys.stderr, flush=True)
@@ -43,10 +43,11 @@ def kernel_argv(python: str = sys.executable) -> list[str]:
     return argv
 
 
-def write_kernelspec(folder: Path) -> Path:
+def write_kernelspec(folder: Path, warn: bool = True) -> Path:
     """Write the ``genlab-grader`` kernelspec under ``folder``; return the folder to add to
-    ``JUPYTER_PATH``."""
-    spec = {"argv": kernel_argv(), "display_name": "genlab grader", "language": "python",
+    ``JUPYTER_PATH``. ``warn=False``: no warning when there is no sandbox (a student checking
+    their own notebook on their own machine)."""
+    spec = {"argv": kernel_argv(warn=warn), "display_name": "genlab grader", "language": "python",
             "env": config.grading_env()}
     kernel_dir = folder / "kernels" / KERNEL_NAME
     kernel_dir.mkdir(parents=True, exist_ok=True)

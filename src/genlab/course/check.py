@@ -61,7 +61,7 @@ def run_tests(notebook: Path, reference: Path | None = None, timeout: int = 120)
             cell.source = scoped_test(cell.source)
     never_skip_graded_cells(nb, DEMO_TAG)  # grading mode: the demo cells are skipped
     with tempfile.TemporaryDirectory(prefix="genlab-check-") as tmp, ipc_kernels() as ip, \
-            patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp)))):
+            patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp), warn=False))):
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=ip)
         client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
                                 skip_cells_with_tag=DEMO_TAG,

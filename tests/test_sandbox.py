@@ -1,0 +1,49 @@
+"""The grading kernel's sandbox, in pieces: its command line and its fallback."""
+import json
+from pathlib import Path
+
+import pytest
+
+from genlab.course import api, sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_without_bubblewrap_grading_warns_loudly_and_require_refuses(monkeypatch, capsys):
+    monkeypatch.setattr(sandbox, "available", lambda: False)
+    monkeypatch.setenv("GENLAB_GRADER_SANDBOX", "auto")
+    argv = api.kernel_argv()
+    assert "genlab.course.sandbox" not in argv and "ipykernel_launcher" in argv
+    assert "WARNING: no sandbox" in capsys.readouterr().err
+    api.kernel_argv(warn=False)                       # genlab check on a student's laptop
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("GENLAB_GRADER_SANDBOX", "require")
+    with pytest.raises(SystemExit, match="bubblewrap"):
+        api.kernel_argv()
+    monkeypatch.setenv("GENLAB_GRADER_SANDBOX", "off")
+    api.kernel_argv()
+    assert capsys.readouterr().err == ""
+
+
+def test_with_bubblewrap_the_kernel_starts_through_the_sandbox(monkeypatch):
+    monkeypatch.setattr(sandbox, "available", lambda: True)
+    monkeypatch.setenv("GENLAB_GRADER_SANDBOX", "auto")
+    assert api.kernel_argv()[1:3] == ["-m", "genlab.course.sandbox"]
+
+
+def test_sandbox_passes_only_the_grading_settings(monkeypatch, tmp_path):
+    if not sandbox.shutil.which("bwrap"):
+        pytest.skip("bubblewrap is not installed")
+    connection = tmp_path / "kernel.json"
+    connection.write_text(json.dumps({"transport": "ipc", "ip": str(tmp_path / "ipc" / "k")}))
+    monkeypatch.setenv("GENLAB_FAST", "1")
+    monkeypatch.setenv("GENLAB_GRADER_SECRET", "s3cret")
+    monkeypatch.setenv("DATABASE_PASSWORD", "s3cret")
+    argv = sandbox.bwrap_argv(str(connection), ["python"])
+    assert "--clearenv" in argv and "--unshare-all" in argv and "--die-with-parent" in argv
+    assert "s3cret" not in " ".join(argv)
+    assert argv[argv.index("GENLAB_FAST") + 1] == "1"
+    assert argv[argv.index("--chdir") + 1] == "/tmp/work"
+    assert str(tmp_path / "ipc") in argv       # its own socket folder, and nothing of the course
+    for folder in ("solutions", "labs", "grading", "notebooks", "tests"):
+        assert not any(a.startswith(str(ROOT / folder)) for a in argv), folder
