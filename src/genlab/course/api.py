@@ -35,7 +35,7 @@ def kernel_argv(python: str = sys.executable, warn: bool = True) -> list[str]:
     argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     prlimit = shutil.which("prlimit")
     limit = config.grader_memory_gb()
-    if prlimit and not _cuda_present() and limit > 0:
+    if prlimit and not sandbox.cuda_present() and limit > 0:
         argv = [prlimit, f"--as={int(limit * 2**30)}", "--"] + argv
     unshare = shutil.which("unshare")
     if unshare and _works([unshare, "-rn", "true"]):
@@ -53,10 +53,6 @@ def write_kernelspec(folder: Path, warn: bool = True) -> Path:
     kernel_dir.mkdir(parents=True, exist_ok=True)
     (kernel_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder
-
-
-def _cuda_present() -> bool:
-    return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
 
 
 def _works(argv) -> bool:

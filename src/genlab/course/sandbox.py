@@ -120,12 +120,13 @@ def _limits() -> list[str]:
     args = [prlimit, f"--fsize={int(config.grader_file_mb() * 2**20)}", f"--nproc={nproc}",
             f"--cpu={config.grader_cpu_seconds()}"]
     memory = config.grader_memory_gb()
-    if memory > 0 and not _cuda_present():  # RLIMIT_AS breaks CUDA
+    if memory > 0 and not cuda_present():  # RLIMIT_AS breaks CUDA
         args.append(f"--as={int(memory * 2**30)}")
     return args + ["--"]
 
 
-def _cuda_present() -> bool:
+def cuda_present() -> bool:
+    """A CUDA GPU on this machine (then no RLIMIT_AS: it breaks CUDA)."""
     return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
 
 
