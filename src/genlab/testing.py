@@ -183,6 +183,10 @@ CONVOLUTION_ROUTINES = frozenset({
 })
 
 
+# The forbid_* blocks open now: a judged test (genlab.course.judge) applies them in the kernel too.
+FORBIDDEN: list[tuple] = []
+
+
 class _Forbid(torch.overrides.TorchFunctionMode):
     def __init__(self, names, what):
         super().__init__()
@@ -204,8 +208,13 @@ def forbid_calls(names: Iterable[str] = CONVOLUTION_ROUTINES, what: str = "this 
     It works through ``torch.overrides.TorchFunctionMode``, so it also catches routines that
     were imported under another name before the block started.
     """
-    with _Forbid(frozenset(names), what):
-        yield
+    rule = ("calls", sorted(names), what)
+    FORBIDDEN.append(rule)
+    try:
+        with _Forbid(frozenset(names), what):
+            yield
+    finally:
+        FORBIDDEN.remove(rule)
 
 
 @contextlib.contextmanager
@@ -225,9 +234,12 @@ def forbid_distributions(what: str = "this function"):
               "checks it with")
 
     Distribution.__init__ = refuse
+    rule = ("distributions", what)
+    FORBIDDEN.append(rule)
     try:
         yield
     finally:
+        FORBIDDEN.remove(rule)
         Distribution.__init__ = original
 
 

@@ -14,10 +14,9 @@ import nbformat
 
 from .. import labs as registry
 from ..labs import exercise_of as labs_exercise_of
-from ..authoring import DEMO_TAG, scoped_test
 from .api import KERNEL_NAME, ipc_kernels, patched_environ, write_kernelspec
 from .paths import course_root
-from .plugins import NOT_RUN, Verdict, never_skip_graded_cells
+from .plugins import NOT_RUN, Execute, Verdict
 
 
 @dataclass
@@ -43,8 +42,6 @@ def run_tests(notebook: Path, reference: Path | None = None, timeout: int = 120)
     edited test cannot pass itself. The student's file is not written to.
     """
     from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
 
     nb = nbformat.read(str(notebook), as_version=4)
     if reference is not None and reference.is_file():
@@ -56,19 +53,18 @@ def run_tests(notebook: Path, reference: Path | None = None, timeout: int = 120)
             if gid in ref_cells:
                 cell.source = ref_cells[gid].source
                 cell.metadata["nbgrader"] = ref_cells[gid].metadata["nbgrader"]
-    for cell in nb.cells:  # test cells run in a scope of their own, as when graded
-        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
-            cell.source = scoped_test(cell.source)
-    never_skip_graded_cells(nb, DEMO_TAG)  # grading mode: the demo cells are skipped
+    # As when graded: demo cells skipped, judged test cells run in this process, the others in
+    # a scope of their own in the kernel (genlab.course.plugins.Execute).
+    resources = {"nbgrader": {"assignment": notebook.stem, "notebook": notebook.stem},
+                 "metadata": {"path": str(notebook.parent)}}
     with tempfile.TemporaryDirectory(prefix="genlab-check-") as tmp, ipc_kernels() as ip, \
             patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp), warn=False))):
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=ip)
-        client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=True,
-                                skip_cells_with_tag=DEMO_TAG,
-                                resources={"metadata": {"path": str(notebook.parent)}})
-        with contextlib.suppress(DeadKernelError):
-            client.execute()
-    nb, _ = Verdict().preprocess(nb, {"nbgrader": {"assignment": notebook.stem}})  # as grading
+        execute = Execute(kernel_name=KERNEL_NAME, default_timeout=timeout,
+                          cell_timeouts={"test_*": timeout}, allow_errors=True,
+                          interrupt_on_timeout=True, quiet_kernel=True)
+        nb, _ = execute.preprocess(nb, resources, km=km)
+    nb, _ = Verdict().preprocess(nb, resources)  # as grading
     return collect_results(nb)
 
 

@@ -13,18 +13,22 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
+import subprocess
 import time
+from dataclasses import dataclass, field
 
 import nbformat
+from jupyter_core.utils import run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbgrader import utils as nbutils
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor, OverwriteCells
 from nbgrader.preprocessors.execute import Execute as NbGraderExecute
-from traitlets import Dict, Integer, Unicode
+from traitlets import Bool, Dict, Integer, Unicode
 
 from .. import config
 from ..authoring import DEMO_TAG, scoped_test
 from ..labs import exercise_of
+from .judge import JudgeStopped
 
 # Error names genlab writes into a cell it could not run to the end.
 KERNEL_DIED = "KernelDied"
@@ -141,6 +145,17 @@ class Execute(NbGraderExecute):
     skip_cells_with_tag = Unicode(DEMO_TAG, help="cells with this tag are not run (grading mode: "
                                   "the demo cells); '' runs every cell").tag(config=True)
 
+    quiet_kernel = Bool(False, help="discard the kernel's own stdout/stderr (its start-up "
+                        "banner), as genlab check does").tag(config=True)
+
+    async def async_start_new_kernel(self, **kwargs):
+        if self.quiet_kernel:
+            kwargs.setdefault("stdout", subprocess.DEVNULL)
+            kwargs.setdefault("stderr", subprocess.DEVNULL)
+        return await super().async_start_new_kernel(**kwargs)
+
+    start_new_kernel = run_sync(async_start_new_kernel)
+
     def _cell_timeout(self, cell):
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
         for pattern, seconds in self.cell_timeouts.items():
@@ -150,9 +165,16 @@ class Execute(NbGraderExecute):
 
     def preprocess_cell(self, cell, resources, index):
         """Test cells run in a scope of their own (:func:`genlab.authoring.scoped_test`); the
-        notebook keeps their source as written."""
+        notebook keeps their source as written. A judged test cell runs in this process
+        (:mod:`genlab.course.judge`) from its trusted source, never in the kernel."""
         if not (nbutils.is_grade(cell) and cell.cell_type == "code"):
             return super().preprocess_cell(cell, resources, index)
+        grade_id = cell.metadata["nbgrader"]["grade_id"]
+        if self._judge is not None and grade_id in self._trusted.tests:
+            cell.outputs = self._judge.run(self._trusted.tests[grade_id], grade_id,
+                                           self._cell_timeout(cell))
+            cell.execution_count = index + 1
+            return cell, resources
         original = cell.source
         cell.source = scoped_test(original)
         try:
@@ -175,6 +197,7 @@ class Execute(NbGraderExecute):
             with self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
+                self._judge = self._start_judge(resources)
                 for index, cell in enumerate(self.nb.cells):
                     if cell.cell_type != "code":
                         continue
@@ -196,10 +219,79 @@ class Execute(NbGraderExecute):
                         _add_error(cell, TIMED_OUT, "this cell ran past its time limit and the "
                                    "kernel did not respond to an interrupt")
                         stopped = (NOT_RUN, "not run: an earlier cell hung the kernel")
+                    except JudgeStopped as err:
+                        _add_error(cell, err.ename, str(err))
+                        stopped = (NOT_RUN, "not run: the kernel hung or died in an earlier cell")
         except DeadKernelError:
             self.log.warning("the kernel died; later cells were not run")
+        finally:
+            if self._judge is not None:
+                self._judge.client.stop_channels()
+                self._judge = None
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+
+    _judge = None
+    _trusted = None
+
+    def _start_judge(self, resources):
+        """A :class:`~genlab.course.judge.Judge` on this notebook's kernel when the lab has
+        judged test cells (the registry says which), with the setup cells run in it."""
+        from jupyter_client.blocking import BlockingKernelClient
+        from jupyter_core.utils import run_sync
+        from .judge import Judge
+        self._trusted = trusted_cells(self.nb, resources)
+        if not self._trusted.tests:
+            return None
+        client = BlockingKernelClient()
+        client.load_connection_info(self.km.get_connection_info())
+        client.start_channels(shell=True, iopub=True, stdin=False, hb=True)
+        judge = Judge(client, run_sync(self.km.interrupt_kernel), self._trusted.names)
+        for source in self._trusted.setup:
+            judge.setup(source)
+        return judge
+
+
+@dataclass
+class TrustedCells:
+    """What a judge runs, from the instructor's copy: the lab's exercise names, its locked
+    setup cells and its judged test cells (grade_id -> source, hidden tests included)."""
+    names: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+    tests: dict[str, str] = field(default_factory=dict)
+
+
+def trusted_cells(nb, resources) -> TrustedCells:
+    """The judged cells of this notebook's lab. When grading, their source comes from the
+    gradebook (never from the submission); ``genlab check`` (no gradebook) takes them from the
+    notebook it was given, whose test cells it has already reset from the release."""
+    from .. import labs
+    info = resources.get("nbgrader", {}) if resources else {}
+    lab_id = info.get("assignment")
+    if lab_id not in labs.LABS:
+        return TrustedCells()
+    lab = labs.get(lab_id)
+    if info.get("db_url"):
+        from nbgrader.api import Gradebook
+        with Gradebook(info["db_url"]) as gradebook:
+            record = gradebook.find_notebook(info.get("notebook", lab_id), lab_id)
+            graded = {c.name for c in record.grade_cells} | {c.name for c in record.solution_cells}
+            cells = [(c.name, c.cell_type, c.locked, c.source) for c in record.source_cells]
+    else:
+        graded = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+                  if nbutils.is_grade(c) or nbutils.is_solution(c)}
+        cells = [(c.metadata.get("nbgrader", {}).get("grade_id"), c.cell_type,
+                  nbutils.is_locked(c), c.source) for c in nb.cells]
+    trusted = TrustedCells(names=lab.exercise_names)
+    for name, kind, locked, source in cells:
+        if kind != "code" or not name:
+            continue
+        if name in graded and lab.judged(name):
+            trusted.tests[name] = source
+        elif locked and name not in graded:
+            trusted.setup.append(source)
+    return trusted
 
 
 def never_skip_graded_cells(nb, tag: str) -> None:
@@ -292,10 +384,16 @@ def answer_key_uses(nb, lab_id: str | None) -> dict[str, str]:
 
 class HideTests(ClearHiddenTests):
     """Feedback without hidden tests: removes their code (as upstream) and rewrites the error
-    output of every test cell to its last line, so no traceback quotes a hidden assert."""
+    output of every test cell to its last line, so no traceback quotes a hidden assert.
+
+    The other code cells lose their outputs: the student has them in their own notebook, and a
+    student's cell printing what its kernel saw during grading (a test's arguments, a helper
+    it was handed) must not carry it into the feedback."""
 
     def preprocess_cell(self, cell, resources, cell_index):
         cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        if cell.cell_type == "code" and not nbutils.is_grade(cell):
+            cell.outputs = []
         if nbutils.is_grade(cell) and cell.cell_type == "code":
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":

@@ -1,0 +1,321 @@
+"""Judged test cells: the verdict is computed in the grader's process, not the student's.
+
+A test cell run in the student's kernel can be bent from inside it (an input transformer that
+empties the cell, a rebound ``assert_close``, a function that walks the stack to the expected
+value) and shows its hidden code to the student's history. A *judged* test cell never enters
+the kernel. The grader runs it here, in a namespace of its own where each exercise name
+(``conv2d_matrix``) is a :class:`Remote`: calling it sends the arguments to the kernel, which
+makes the call (:mod:`genlab.course.remote`) and sends back only plain data. The comparison with
+the reference, the expected values and the hidden tests stay in this process.
+
+What crosses the boundary with a call, so that a test behaves as if in one process:
+- torch's global random state (there and back), the state of any ``torch.Generator`` argument,
+  and tensor arguments the student's code changed in place;
+- gradients: when an argument requires grad, the result is linked to the kernel's graph, and
+  ``backward()`` here asks the kernel for the vector-Jacobian product;
+- the test's context: :func:`genlab.testing.forbid_calls` / ``forbid_distributions`` blocks, and
+  reference functions swapped in by :class:`genlab.testing.using_references`.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import queue
+import time
+
+import torch
+
+from .. import testing
+from .remote import MIME, builtin_exception, decode, dumps, encode, loads, plain_attributes
+
+MAX_REPLY = 256 * 2**20   # bytes of one reply from the kernel
+
+
+class StudentError(Exception):
+    """An exception the student's code raised that has no built-in class of that name."""
+
+
+class JudgeStopped(BaseException):
+    """The kernel hung or died during a judged call: the notebook cannot go on. A
+    ``BaseException``, so that no ``except Exception`` in a test swallows it."""
+
+    def __init__(self, ename: str, message: str):
+        super().__init__(message)
+        self.ename = ename
+
+
+class Remote:
+    """Something that lives in the student's kernel: call it, or ask for an attribute (the
+    answer is plain data or another Remote). Nothing else about it is trusted or known."""
+
+    __slots__ = ("_judge", "_ref", "_type")
+
+    def __init__(self, judge: "Judge", ref: tuple, type_name: str):
+        object.__setattr__(self, "_judge", judge)
+        object.__setattr__(self, "_ref", ref)
+        object.__setattr__(self, "_type", type_name)
+
+    def __call__(self, *args, **kwargs):
+        return self._judge.call(self._ref, args, kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._judge.attribute(self._ref + (name,))
+
+    def __repr__(self) -> str:
+        return f"<{self._type} in the student's kernel>"
+
+    def __reduce__(self):  # inside pickled arguments: the kernel's own object
+        from . import remote
+        return remote._lookup, (self._ref,)
+
+
+class _Link(torch.autograd.Function):
+    """Joins a judged call's outputs to its tensor inputs for autograd: backward asks the
+    kernel for the gradients of its own graph."""
+
+    @staticmethod
+    def forward(ctx, call, *inputs):
+        ctx.call = call
+        outputs = tuple(t.clone() for t in call["outputs"])
+        ctx.mark_non_differentiable(*[o for o, needs in zip(outputs, call["requires_grad"])
+                                      if not needs])
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return (None, *ctx.call["judge"].vjp(ctx.call["id"], grads, ctx.call["inputs"]))
+
+
+class Judge:
+    """The test side of one notebook: runs judged test cells, calling into ``client``'s kernel.
+
+    ``client`` is a started ``BlockingKernelClient`` on the student's kernel, ``interrupt``
+    interrupts that kernel, ``names`` are the lab's exercises (the student's names the tests
+    call).
+    """
+
+    def __init__(self, client, interrupt, names):
+        self.client, self.interrupt = client, interrupt
+        self.names = list(names)
+        self.namespace = {"__name__": "__judged_test__", "__builtins__": __builtins__}
+        for name in self.names:
+            self.namespace[name] = Remote(self, ("name", name), "name")
+        self.deadline = float("inf")
+        self.calls = 0
+        self._wait_for_iopub()
+
+    # ---------------------------------------------------------------- running test cells
+    def setup(self, source: str) -> None:
+        """Run a locked setup cell (the instructor's imports and helpers) here too."""
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            exec(compile(source, "<setup cell>", "exec"), self.namespace)
+
+    def run(self, source: str, name: str, seconds: float) -> list[dict]:
+        """Run one test cell here; its outputs for the notebook ([] when it passed)."""
+        import nbformat
+        self.deadline = time.monotonic() + seconds
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                testing.run_test_cell(source, self.namespace, name)
+        except JudgeStopped:
+            raise
+        except Exception as err:  # noqa: BLE001 - the verdict: this cell failed
+            lines = err._render_traceback_() if isinstance(err, testing.CheckFailed) \
+                else [f"{type(err).__name__}: {err}"]
+            return [nbformat.v4.new_output("error", ename=type(err).__name__, evalue=str(err),
+                                           traceback=lines)]
+        finally:
+            self.deadline = float("inf")
+        return []
+
+    # ------------------------------------------------------------------ calls into the kernel
+    def call(self, ref: tuple, args: tuple, kwargs: dict):
+        self.calls += 1
+        inputs = [x for x in [*args, *kwargs.values()] if isinstance(x, torch.Tensor)]
+        generators = [x for x in [*args, *kwargs.values()] if isinstance(x, torch.Generator)]
+        graph = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+        request = {"op": "call", "target": ref, "call": self.calls, "graph": graph,
+                   "rng": torch.get_rng_state(), **self._context()}
+        try:
+            request["args"] = encode(list(args), _as_reference)
+            request["kwargs"] = encode(dict(kwargs), _as_reference)
+        except TypeError:  # a module, optimizer or function of the test's: sent pickled
+            request["pickled"] = _pickled(args, kwargs)
+            request["attributes"] = [(i, plain_attributes(x)) for i, x in
+                                     enumerate([*args, *kwargs.values()])
+                                     if isinstance(x, torch.optim.Optimizer)]
+        reply = self._ask(request)
+        torch.set_rng_state(reply["rng"])
+        for generator, state in zip(generators, reply["generators"]):
+            generator.set_state(state)
+        with torch.no_grad():
+            for index, tagged in reply["changed"]:
+                new = decode(tagged)
+                if inputs[index].shape == new.shape:
+                    inputs[index].copy_(new)
+        arguments = [*args, *kwargs.values()]
+        for index, tagged in reply["objects"]:
+            _restore(arguments[index], decode(tagged))
+        result = decode(reply["result"], self._handle)
+        if graph:
+            leaves = _tensors_in(result)
+            linked = _Link.apply({"judge": self, "id": self.calls, "inputs": inputs,
+                                  "outputs": [t.detach() for t in leaves],
+                                  "requires_grad": [t.requires_grad for t in leaves]}, *inputs)
+            result = _replace_tensors(result, iter(linked))
+        return result
+
+    def attribute(self, ref: tuple):
+        return decode(self._ask({"op": "getattr", "target": ref}), self._handle)
+
+    def vjp(self, call: int, grads, inputs) -> list:
+        found = self._ask({"op": "vjp", "call": call,
+                           "grads": [encode(None if g is None else g.detach()) for g in grads]})
+        out = []
+        for tagged, x in zip(found, inputs):
+            g = decode(tagged)
+            out.append(g.to(x.device, x.dtype) if isinstance(g, torch.Tensor) and x.requires_grad
+                       else None)
+        return out
+
+    def _handle(self, ref, type_name):
+        return Remote(self, ref, type_name)
+
+    def _context(self) -> dict:
+        """The test's context a call carries: forbid blocks and reference functions."""
+        references = {}
+        for name in self.names:
+            value = testing.notebook_globals().get(name) if testing._NOTEBOOKS else None
+            if value is not None and not isinstance(value, Remote):
+                import cloudpickle
+                references[name] = cloudpickle.dumps(value)
+        return {"forbid": [(names, what) for kind, *rest in testing.FORBIDDEN
+                           if kind == "calls" for names, what in [rest]],
+                "forbid_distributions": [rest[0] for kind, *rest in testing.FORBIDDEN
+                                         if kind == "distributions"],
+                "references": references}
+
+    # ------------------------------------------------------------------------------ transport
+    def _ask(self, request: dict):
+        """Send ``request`` to the kernel's :func:`genlab.course.remote.serve`; its answer, or
+        the student's exception raised here."""
+        payload = base64.b64encode(dumps(request)).decode("ascii")
+        code = f"__import__('genlab.course.remote', fromlist=['serve']).serve({payload!r})"
+        msg_id = self.client.execute(code, silent=False, store_history=False, allow_stdin=False)
+        data, size = None, 0
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                self.interrupt()
+                raise JudgeStopped("CellTimeoutError", "the student's code ran past this test "
+                                   "cell's time limit")
+            try:
+                msg = self.client.get_iopub_msg(timeout=min(1.0, remaining))
+            except queue.Empty:
+                if not self.client.is_alive():
+                    raise JudgeStopped("KernelDied", "the kernel died during a call to the "
+                                       "student's code (out of memory, os._exit or a crash)")
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg.get("content", {})
+            if kind == "display_data" and MIME in content.get("data", {}) and data is None:
+                data = content["data"][MIME]
+                size += len(data)
+            elif kind == "status" and content.get("execution_state") == "idle":
+                break
+        if data is None or size > MAX_REPLY:
+            raise StudentError("the kernel sent no usable answer (was genlab's remote module "
+                               "replaced, or the output too large?)")
+        status, value = loads(base64.b64decode(data))
+        if status == "ok":
+            return value
+        _raise_student_error(*value)
+
+    def _wait_for_iopub(self, seconds: float = 30) -> None:
+        """A fresh subscriber misses messages until its connection is up: wait until a
+        kernel_info request's status messages arrive."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            msg_id = self.client.kernel_info()
+            stop = time.monotonic() + 0.5
+            while time.monotonic() < stop:
+                try:
+                    msg = self.client.get_iopub_msg(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    return
+        raise JudgeStopped("KernelDied", "the kernel does not answer")
+
+
+def _pickled(args: tuple, kwargs: dict) -> bytes:
+    """The call's arguments, pickled together (so that an optimizer still holds the module's
+    own parameters) by value (cloudpickle: a test's helper class travels with its code)."""
+    import cloudpickle
+
+    def plain(x):  # a tensor in a graph cannot be pickled; the kernel gets it as a leaf
+        if isinstance(x, torch.Tensor) and not x.is_leaf:
+            return x.detach().requires_grad_(x.requires_grad)
+        return x
+    return cloudpickle.dumps(([plain(a) for a in args], {k: plain(v) for k, v in kwargs.items()}))
+
+
+def _restore(obj, state) -> None:
+    """Bring a module or optimizer of the test's up to date with its copy in the kernel."""
+    obj.load_state_dict(state["state"])
+    if isinstance(obj, torch.nn.Module):
+        for name, param in obj.named_parameters():
+            grad = state["grads"].get(name)
+            param.grad = grad.to(param.device, param.dtype) if grad is not None else None
+        parts = dict(obj.named_modules())
+    else:
+        parts = {"": obj}
+    for part, attributes in state["attributes"].items():
+        for name, value in attributes.items():
+            if part in parts:
+                setattr(parts[part], name, value)
+
+
+def _as_reference(value) -> tuple:
+    if isinstance(value, Remote):
+        return value._ref
+    raise TypeError(f"a {type(value).__name__} cannot be sent to the student's kernel")
+
+
+def _raise_student_error(kind: str, name: str, message: str):
+    if kind == "check":
+        raise testing.CheckFailed(message)
+    cls = builtin_exception(name)
+    if cls is not None and issubclass(cls, Exception):
+        try:
+            error = cls(message)
+        except Exception:  # noqa: BLE001 - a class whose constructor wants more arguments
+            error = None
+        if error is not None:
+            raise error
+    raise type(str(name), (StudentError,), {})(message)
+
+
+def _tensors_in(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors_in(v)]
+    return []
+
+
+def _replace_tensors(value, new):
+    if isinstance(value, torch.Tensor):
+        return next(new)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_replace_tensors(v, new) for v in value)
+    if isinstance(value, dict):
+        return {k: _replace_tensors(v, new) for k, v in value.items()}
+    return value

@@ -1,0 +1,274 @@
+"""The student's side of a judged test: calls that the grader asks the kernel to make.
+
+A judged test cell (:mod:`genlab.course.judge`) runs in the grader's own process. Each time it
+calls a student's function, the grader sends the kernel one small request, and :func:`serve`
+(this module, inside the sandboxed kernel) makes the call and sends back what it returned.
+
+Only plain data crosses the boundary, in both directions: numbers, strings, tensors, and
+lists, tuples and dicts of them, saved with ``torch.save`` and read back by the grader with
+``torch.load(weights_only=True)``. Anything else the student's code returns (a module, a tensor
+subclass, an object with its own ``__eq__``) stays in the kernel; the grader gets a handle that
+can only be called or asked for attributes, each answer again plain data. The kernel never sees
+the test's code or its expected values, so nothing it does can change the verdict except what
+its functions return.
+"""
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import io
+
+import torch
+
+MIME = "application/vnd.genlab.reply+base64"
+MAX_MESSAGE = 4000            # characters of an exception message that travel back
+_objects: dict[int, object] = {}   # handle -> object kept in the kernel
+_graphs: dict[int, tuple] = {}     # call id -> (inputs, outputs) for a later backward pass
+
+
+# ---------------------------------------------------------------------------- wire format
+# Every value travels as a tagged tuple, so nothing a student returns can pose as a tag:
+#   ("v", x) None/bool/int/float/str   ("t", tensor, device, requires_grad)   ("l", [...])
+#   ("u", (...)) tuple   ("d", [(k, v), ...])   ("s", [ints]) torch.Size   ("dt", "float32")
+#   ("dv", "cpu")   ("g", device, state) torch.Generator   ("np", tensor) NumPy array
+#   ("h", reference, type name) an object that stays in the kernel (see _lookup)
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def encode(value, keep=None):
+    """``value`` as tagged plain data; ``keep(obj) -> reference`` stands for what cannot travel
+    (kernel side: the object is kept; grader side: a handle sent back)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return ("v", value)
+    if kind in (torch.Tensor, torch.nn.Parameter):
+        data = torch.Tensor.detach(value).to("cpu", copy=True).contiguous()
+        return ("t", torch.Tensor.as_subclass(data, torch.Tensor), str(value.device),
+                bool(value.requires_grad))
+    if kind is torch.Size:
+        return ("s", [int(n) for n in value])
+    if kind in (list, tuple):
+        return ("l" if kind is list else "u", [encode(v, keep) for v in value])
+    if kind is dict:
+        return ("d", [(encode(k, keep), encode(v, keep)) for k, v in value.items()])
+    if kind is torch.dtype:
+        return ("dt", str(value).removeprefix("torch."))
+    if kind is torch.device:
+        return ("dv", str(value))
+    if kind is torch.Generator:
+        return ("g", str(value.device), value.get_state())
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+        if getattr(value, "ndim", 0) == 0:
+            return ("v", value.item())
+        return ("np", torch.from_numpy(value.copy()))
+    if keep is None:
+        raise TypeError(f"a {kind.__name__} cannot be sent to the student's kernel")
+    return ("h", keep(value), f"{kind.__module__}.{kind.__qualname__}")
+
+
+def decode(tagged, handle=None):
+    """The value of ``tagged``; ``handle(id, type name)`` makes what stands for a kept object."""
+    tag = tagged[0]
+    if tag == "v":
+        return tagged[1]
+    if tag == "t":
+        _, data, device, requires_grad = tagged
+        device = device if device == "cpu" or _device_present(device) else "cpu"
+        out = data.to(device)
+        return out.requires_grad_() if requires_grad and out.is_floating_point() else out
+    if tag == "s":
+        return torch.Size(tagged[1])
+    if tag in ("l", "u"):
+        items = [decode(v, handle) for v in tagged[1]]
+        return items if tag == "l" else tuple(items)
+    if tag == "d":
+        return {decode(k, handle): decode(v, handle) for k, v in tagged[1]}
+    if tag == "dt":
+        return getattr(torch, tagged[1])
+    if tag == "dv":
+        return torch.device(tagged[1])
+    if tag == "g":
+        generator = torch.Generator(device=tagged[1] if _device_present(tagged[1]) else "cpu")
+        return generator.set_state(tagged[2])
+    if tag == "np":
+        return tagged[1].numpy()
+    if tag == "h" and handle is not None:
+        return handle(tuple(tagged[1]), tagged[2])
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _device_present(device: str) -> bool:
+    return device.startswith("cuda") and torch.cuda.is_available()
+
+
+def dumps(value) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def loads(data: bytes):
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+# ----------------------------------------------------------------------------- kernel side
+def serve(payload: str) -> None:
+    """Answer one request from the grader (called by the code the grader sends the kernel)."""
+    try:
+        reply = ("ok", _answer(loads(base64.b64decode(payload))))
+    except BaseException as err:  # noqa: BLE001 - everything the student's code raises goes back
+        reply = ("error", _describe(err))
+    try:
+        data = dumps(reply)
+    except BaseException as err:  # noqa: BLE001
+        data = dumps(("error", _describe(err)))
+    from IPython.display import publish_display_data
+    publish_display_data({MIME: base64.b64encode(data).decode("ascii")})
+
+
+def _describe(err: BaseException) -> list:
+    from genlab.testing import CheckFailed
+    kind = "check" if isinstance(err, CheckFailed) else "error"
+    return [kind, type(err).__name__, str(err)[:MAX_MESSAGE]]
+
+
+def _user_namespace() -> dict:
+    from IPython import get_ipython
+    shell = get_ipython()
+    if shell is None:
+        import __main__
+        return vars(__main__)
+    return shell.user_ns
+
+
+def _keep(obj) -> tuple:
+    _objects[id(obj)] = obj
+    return ("obj", id(obj))
+
+
+def _lookup(ref):
+    """The object a reference names: ``("name", "psnr")`` a name in the notebook,
+    ``("obj", id)`` a kept object, either followed by attribute names."""
+    kind, key, *attributes = tuple(ref)
+    if kind == "name":
+        try:
+            obj = _user_namespace()[key]
+        except KeyError:
+            raise NameError(f"name {key!r} is not defined") from None
+    else:
+        obj = _objects[key]
+    for attribute in attributes:
+        obj = getattr(obj, attribute)
+    return obj
+
+
+def _answer(request: dict):
+    op = request["op"]
+    if op == "vjp":
+        inputs, outputs = _graphs[request["call"]]
+        grads = [decode(g) for g in request["grads"]]
+        pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad and g is not None]
+        wanted = [x for x in inputs if x.requires_grad]
+        found = torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                    allow_unused=True) if pairs and wanted else [None] * len(wanted)
+        it = iter(found)
+        return [encode(next(it) if x.requires_grad else None) for x in inputs]
+    target = _lookup(request["target"])
+    if op == "getattr":
+        return encode(target, _keep)
+    if op != "call":
+        raise ValueError(f"unknown request {op!r}")
+    if request.get("rng") is not None:
+        torch.set_rng_state(request["rng"])
+    if request.get("pickled") is not None:  # objects of the test's: modules, optimizers, ...
+        import pickle
+        args, kwargs = pickle.loads(request["pickled"])
+        for index, attributes in request.get("attributes", []):  # optimizers pickle only state
+            for name, value in attributes.items():
+                setattr([*args, *kwargs.values()][index], name, value)
+    else:
+        args = decode(request["args"], lambda ref, _: _lookup(ref))
+        kwargs = decode(request["kwargs"], lambda ref, _: _lookup(ref))
+    arguments = [*args, *kwargs.values()]
+    tensors = [x for x in arguments if isinstance(x, torch.Tensor)]
+    before = [x.detach().clone() for x in tensors]
+    generators = [x for x in arguments if isinstance(x, torch.Generator)]
+    with _context(request):
+        result = target(*args, **kwargs)
+    changed = [i for i, (x, b) in enumerate(zip(tensors, before))
+               if x.shape != b.shape or not torch.equal(x.detach(), b)]
+    leaves = _tensors_in(result)
+    if request.get("graph") and any(t.requires_grad for t in leaves):
+        _graphs[request["call"]] = (tensors, leaves)
+    return {"result": encode(result, _keep),
+            "changed": [(i, encode(tensors[i])) for i in changed],
+            "generators": [g.get_state() for g in generators],
+            "objects": [(i, _state_of(x)) for i, x in enumerate(arguments) if _has_state(x)],
+            "rng": torch.get_rng_state()}
+
+
+def _has_state(obj) -> bool:
+    return isinstance(obj, (torch.nn.Module, torch.optim.Optimizer))
+
+
+def _state_of(obj):
+    """What a call may have changed in a module or optimizer of the test's, as plain data:
+    parameters, buffers, gradients, optimizer state, and public attributes holding plain data
+    (a test's counters)."""
+    if isinstance(obj, torch.nn.Module):
+        return encode({"state": dict(obj.state_dict()),
+                       "grads": {n: p.grad for n, p in obj.named_parameters()},
+                       "attributes": {n: plain_attributes(m) for n, m in obj.named_modules()}})
+    return encode({"state": obj.state_dict(), "attributes": {"": plain_attributes(obj)}})
+
+
+def plain_attributes(obj) -> dict:
+    """``obj``'s public attributes that hold plain data (a test's counters)."""
+    found = {}
+    for name, value in vars(obj).items():
+        if name.startswith("_") or name in ("state", "param_groups", "defaults", "training"):
+            continue
+        try:
+            encode(value)
+        except TypeError:
+            continue
+        found[name] = value
+    return found
+
+
+def _tensors_in(value) -> list:
+    if type(value) in (torch.Tensor, torch.nn.Parameter):
+        return [value]
+    if type(value) in (list, tuple):
+        return [t for v in value for t in _tensors_in(v)]
+    if type(value) is dict:
+        return [t for v in value.values() for t in _tensors_in(v)]
+    return []
+
+
+@contextlib.contextmanager
+def _context(request: dict):
+    """The test's context around the call: forbidden torch routines, reference functions in
+    place of the student's own (:class:`genlab.testing.using_references`)."""
+    from genlab import testing
+    with contextlib.ExitStack() as stack:
+        for names, what in request.get("forbid", []):
+            stack.enter_context(testing.forbid_calls(names, what))
+        for what in request.get("forbid_distributions", []):
+            stack.enter_context(testing.forbid_distributions(what))
+        import pickle
+        references = {name: pickle.loads(data)
+                      for name, data in request.get("references", {}).items()}
+        if references:
+            swap = testing.using_references(**references)
+            swap.namespace = _user_namespace()
+            stack.enter_context(swap)
+        yield
+
+
+def builtin_exception(name: str) -> type[BaseException] | None:
+    """The built-in exception class called ``name`` (ValueError, ...), if there is one."""
+    obj = getattr(builtins, name, None)
+    return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
