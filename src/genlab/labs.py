@@ -38,6 +38,9 @@ class Lab:
     exercises: tuple[Exercise, ...]
     minutes: float = 5.0            # default budget, whole notebook, 2-core CPU
     fast_seconds: float = 30.0      # fast mode (GENLAB_FAST=1), whole notebook
+    # Test cells that still run in the student's kernel when graded; every other test cell is
+    # judged in the grader's process (genlab.course.judge), out of the student's reach.
+    in_kernel: tuple[str, ...] = ()
 
     @property
     def number(self) -> str:
@@ -55,6 +58,10 @@ class Lab:
     @property
     def max_score(self) -> float:
         return sum(self.points.values())
+
+    def judged(self, grade_id: str) -> bool:
+        """Whether test cell ``grade_id`` runs in the grader's process (genlab.course.judge)."""
+        return grade_id in self.points and grade_id not in self.in_kernel
 
     def exercise_of(self, grade_id: str) -> str:
         """The exercise a test cell (or solution cell) belongs to: ``test_psnr`` -> ``psnr``."""
@@ -85,14 +92,16 @@ LABS: dict[str, Lab] = {lab.id: lab for lab in [
                   _ex("conv2d_matrix", 3))),
     Lab("02_autoencoder_bottleneck", "The bottleneck: what an autoencoder learns when it must compress",
         "autoencoder", (_ex("reconstruction_loss", 2), _ex("Autoencoder", 3),
-                        _ex("train_autoencoder", 2), _ex("pca_reconstruct", 3, errors=1))),
+                        _ex("train_autoencoder", 2), _ex("pca_reconstruct", 3, errors=1)),
+        in_kernel=("test_Autoencoder",)),
     Lab("03_denoising_autoencoder", "Denoising autoencoders: learning by repairing",
         "denoising", (_ex("add_gaussian_noise", 2), _ex("add_masking_noise", 2),
                       _ex("add_salt_and_pepper_noise", 2), _ex("psnr", 2),
                       _ex("denoising_train_step", 3), _ex("anomaly_scores", 2), _ex("roc_auc", 3))),
     Lab("04_vae", "Variational autoencoders: an autoencoder you can sample from",
         "vae", (_ex("box_muller", 2), _ex("reparameterize", 3), _ex("kl_to_standard_normal", 3),
-                _ex("VAE", 3), _ex("elbo_loss", 4), _ex("sample_prior", 2), _ex("interpolate", 3))),
+                _ex("VAE", 3), _ex("elbo_loss", 4), _ex("sample_prior", 2), _ex("interpolate", 3)),
+        in_kernel=("test_VAE",)),
     Lab("05_kl_divergence", "The KL divergence: what the VAE's second term really measures",
         "kl", (_ex("kl_univariate", 3), _ex("kl_diag_gaussians", 3), _ex("kl_monte_carlo", 3),
                _ex("LinearGaussianModel", 2, posterior=2), _ex("elbo", 3))),
@@ -101,11 +110,13 @@ LABS: dict[str, Lab] = {lab.id: lab for lab in [
                         _ex("latent_traversal", 3), _ex("mutual_information_gap", 6))),
     Lab("07_dcgan", "DCGAN: two networks that learn by playing against each other",
         "dcgan", (_ex("discriminator_loss", 3), _ex("generator_loss", 3), _ex("Generator", 3),
-                  _ex("Discriminator", 3), _ex("dcgan_weights_init", 3), _ex("gan_train_step", 5))),
+                  _ex("Discriminator", 3), _ex("dcgan_weights_init", 3), _ex("gan_train_step", 5)),
+        in_kernel=("test_Generator", "test_Discriminator")),
     Lab("08_wgan", "Wasserstein GANs: a distance that keeps its gradient",
         "wgan", (_ex("wasserstein_1d", 2), _ex("parallel_lines_divergences", 3), _ex("critic_loss", 1),
                  _ex("wgan_generator_loss", 1), _ex("clip_weights_", 2), _ex("gradient_penalty", 5),
-                 _ex("wgan_train_step", 6))),
+                 _ex("wgan_train_step", 6)),
+        in_kernel=("test_gradient_penalty", "test_wgan_train_step")),
 ]}
 
 
