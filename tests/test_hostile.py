@@ -2,8 +2,8 @@
 student's score or file changes, the course is untouched and the batch completes.
 
 Each submission is lab 01 (10 points) with an attack added; the controls are an honest and a
-blank student. ``DESERVED`` is what each one should get. Attacks that the grader does not stop
-yet are marked ``xfail(strict=True)``: they document an open hole (and fail loudly once fixed).
+blank student. ``DESERVED`` is what each one should get. Every test cell of lab 01 is judged
+(genlab.course.judge): it runs in the grader's process and calls into the sandboxed kernel.
 """
 from __future__ import annotations
 
@@ -44,10 +44,9 @@ DESERVED = {
     "answer_key": 7,          # conv2d_matrix (3 points) imported from genlab.tconv
     "input_transformer": 0,   # blank, and an IPython transformer that empties the test cells
     "history_snoop": 10,      # correct, then prints the hidden tests from the kernel's history
-}
-OPEN_HOLES = {  # attack -> why it still succeeds (the verdict is still computed in the kernel)
-    "input_transformer": "a test cell rewritten before it runs cannot fail",
-    "history_snoop": "the hidden tests run in the student's kernel, so its history holds them",
+    "rebind_checks": 0,       # blank, with genlab's checks, assert_close and isclose made no-ops
+    "stack_walker": 0,        # returns the expected value it finds in the test's frames
+    "lying_tensor": 0,        # returns a tensor subclass whose __eq__ and allclose say yes
 }
 
 
@@ -171,6 +170,43 @@ def _attacks(release, source, root: Path) -> dict[str, nbformat.NotebookNode]:
         get_ipython().input_transformers_post.append(_empty)
         """))
     subs["input_transformer"] = nb
+
+    nb = blank()
+    nb.cells.insert(1, _cell("""
+        import math, torch, genlab.testing as t
+        for name in dir(t):
+            if name.startswith(("check", "attempt", "forbid")):
+                setattr(t, name, lambda *a, **k: None)
+        torch.testing.assert_close = torch.allclose = lambda *a, **k: True
+        math.isclose = lambda *a, **k: True
+        """))
+    subs["rebind_checks"] = nb
+
+    walker = """
+        def {name}(*args, **kwargs):
+            import sys
+            frame = sys._getframe(1)
+            while frame is not None:
+                for key in ("expected", "right", "_shape", "reference"):
+                    if key in frame.f_locals:
+                        return frame.f_locals[key]
+                frame = frame.f_back
+            return args[0]
+        """
+    subs["stack_walker"] = fill_in(release, source, {
+        name: textwrap.dedent(walker.format(name=name)) for name in answers})
+
+    liar = """
+        import torch
+        class _Yes(torch.Tensor):
+            def __eq__(self, other): return True
+            def allclose(self, *a, **k): return True
+            def __float__(self): return 0.0
+        def {name}(*args, **kwargs):
+            return torch.zeros(1, 1, 4, 4).as_subclass(_Yes)
+        """
+    subs["lying_tensor"] = fill_in(release, source, {
+        name: textwrap.dedent(liar.format(name=name)) for name in answers})
     return subs
 
 
@@ -230,21 +266,16 @@ def _feedback_text(batch, student) -> str:
     return (batch["course"].state / "feedback" / student / LAB / f"{LAB}.html").read_text()
 
 
-@pytest.mark.parametrize("student", [s for s in DESERVED if s != "input_transformer"])
+@pytest.mark.parametrize("student", list(DESERVED))
 def test_attacker_gets_no_more_than_deserved(batch, student):
     g = batch["grades"][student]
     assert g.score == DESERVED[student], (student, g.score, g.reasons)
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN_HOLES["input_transformer"])
-def test_open_hole_input_transformer(batch):
-    assert batch["grades"]["input_transformer"].score == DESERVED["input_transformer"]
-
-
-@pytest.mark.xfail(strict=True, reason=OPEN_HOLES["history_snoop"])
-def test_open_hole_hidden_tests_in_the_kernel_history(batch):
-    assert batch["grades"]["history_snoop"].score == DESERVED["history_snoop"]
-    assert "BEGIN HIDDEN" not in _printed(batch, "history_snoop")
+def test_hidden_tests_never_reach_the_kernel(batch):
+    """Judged test cells run in the grader: the kernel's history has no test code at all."""
+    printed = _printed(batch, "history_snoop")
+    assert "[]" in printed and "BEGIN HIDDEN" not in printed, printed
 
 
 def test_the_whole_class_was_graded_and_nothing_else_changed(batch):
