@@ -1,0 +1,223 @@
+"""The judge (genlab.course.judge) against a real kernel: a test that runs in this process and
+calls the student's functions across the process boundary behaves as if both were one process
+(random state, generators, in-place changes, gradients, exceptions, forbidden routines), and
+nothing the kernel does reaches the verdict except what its functions return."""
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from jupyter_client.manager import start_new_kernel
+
+from genlab import testing
+from genlab.course.judge import Judge, JudgeStopped, Remote, StudentError
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    km, kc = start_new_kernel(kernel_name="python3")
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def judge(kernel):
+    km, _ = kernel
+    client = km.blocking_client()
+    client.start_channels()
+    j = Judge(client, km.interrupt_kernel, ["f", "g", "h"])
+    j.deadline = time.monotonic() + 60
+    yield j
+    client.stop_channels()
+
+
+def student(kernel, code: str) -> None:
+    """Run ``code`` in the kernel, as the student's cell would."""
+    _, kc = kernel
+    reply = kc.execute_interactive(textwrap.dedent(code), timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+
+
+def judged(judge, code: str) -> list:
+    """Run a test cell in the judge; its error outputs ([] when it passed)."""
+    return judge.run(textwrap.dedent(code), "test", 60)
+
+
+def test_plain_results_come_back_as_plain_data(kernel, judge):
+    student(kernel, """
+        import torch
+        def f(x, k=2):
+            return {"y": x * k, "n": int(x.numel()), "shape": x.shape, "pair": (1.5, "a")}
+        """)
+    out = judge.namespace["f"](torch.arange(4.0), k=3)
+    assert type(out["y"]) is torch.Tensor
+    torch.testing.assert_close(out["y"], torch.arange(4.0) * 3)
+    assert out["n"] == 4 and out["shape"] == torch.Size([4]) and out["pair"] == (1.5, "a")
+
+
+def test_exceptions_keep_their_type_and_message(kernel, judge):
+    student(kernel, """
+        class Oops(Exception):
+            pass
+        def f(x):
+            raise ValueError("x must be 4-D")
+        def g():
+            raise NotImplementedError()
+        def h():
+            raise Oops("mine")
+        """)
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        judge.namespace["f"](1)
+    with pytest.raises(NotImplementedError):
+        judge.namespace["g"]()
+    with pytest.raises(StudentError, match="mine") as info:
+        judge.namespace["h"]()
+    assert type(info.value).__name__ == "Oops"
+
+
+def test_random_state_and_generators_travel_both_ways(kernel, judge):
+    student(kernel, """
+        import torch
+        def f(n, generator=None):
+            return torch.randn(n, generator=generator)
+        """)
+    torch.manual_seed(5)
+    first, second = judge.namespace["f"](3), torch.randn(3)
+    torch.manual_seed(5)
+    torch.testing.assert_close(first, torch.randn(3))     # the kernel drew from our state
+    torch.testing.assert_close(second, torch.randn(3))    # ... and advanced it as we would
+    g = torch.Generator().manual_seed(1)
+    a = judge.namespace["f"](2, generator=g)
+    b = judge.namespace["f"](2, generator=g)
+    g2 = torch.Generator().manual_seed(1)
+    torch.testing.assert_close(torch.cat([a, b]), torch.cat([torch.randn(2, generator=g2),
+                                                             torch.randn(2, generator=g2)]))
+
+
+def test_in_place_changes_and_module_updates_come_back(kernel, judge):
+    student(kernel, """
+        import torch
+        def f(x):
+            x.add_(1)
+        def g(model, optimizer, x):
+            optimizer.zero_grad()
+            loss = model(x).pow(2).sum()
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+        """)
+    x = torch.zeros(3)
+    judge.namespace["f"](x)
+    torch.testing.assert_close(x, torch.ones(3))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    twin = torch.nn.Linear(3, 1)
+    twin.load_state_dict(model.state_dict())
+    data = torch.randn(5, 3)
+    loss = judge.namespace["g"](model, optimizer, data)
+    expected = twin(data).pow(2).sum()
+    expected.backward()
+    with torch.no_grad():
+        for p in twin.parameters():
+            p -= 0.1 * p.grad
+    assert loss == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(model.weight, twin.weight)       # the test's own module moved
+    torch.testing.assert_close(model.weight.grad, twin.weight.grad)
+
+
+def test_gradients_flow_back_through_the_kernel(kernel, judge):
+    student(kernel, """
+        import torch
+        def f(mu, logvar, eps):
+            return mu + torch.exp(0.5 * logvar) * eps
+        def g(mu, logvar, eps):
+            return (mu + torch.exp(0.5 * logvar) * eps).detach()
+        """)
+    mu = torch.randn(4, requires_grad=True)
+    logvar = torch.randn(4, requires_grad=True)
+    eps = torch.randn(4)
+    judge.namespace["f"](mu, logvar, eps).pow(2).sum().backward()
+    mu2, logvar2 = mu.detach().clone().requires_grad_(), logvar.detach().clone().requires_grad_()
+    (mu2 + torch.exp(0.5 * logvar2) * eps).pow(2).sum().backward()
+    torch.testing.assert_close(mu.grad, mu2.grad)
+    torch.testing.assert_close(logvar.grad, logvar2.grad)
+    assert not judge.namespace["g"](mu, logvar, eps).requires_grad  # a cut graph stays cut
+
+
+def test_a_tensor_subclass_stays_in_the_kernel(kernel, judge):
+    student(kernel, """
+        import torch
+        class Yes(torch.Tensor):
+            def __eq__(self, other):
+                return True
+        def f():
+            return torch.zeros(2).as_subclass(Yes)
+        """)
+    out = judge.namespace["f"]()
+    assert isinstance(out, Remote) and not isinstance(out, torch.Tensor)
+    errors = judged(judge, """
+        from genlab.testing import check_tensor
+        check_tensor(f(), "f()")
+        """)
+    assert errors and "expected a torch.Tensor, got Remote" in errors[0]["evalue"]
+
+
+def test_nothing_in_the_kernel_changes_the_verdict(kernel, judge):
+    """Hooks, transformers and rebound checks in the kernel: a wrong answer still fails."""
+    student(kernel, """
+        import torch, math, genlab.testing as t
+        get_ipython().input_transformers_post.append(
+            lambda lines: ["pass\\n"] if any("check" in line for line in lines) else lines)
+        t.check_close = lambda *a, **k: None
+        torch.testing.assert_close = lambda *a, **k: None
+        def f(x):
+            return x + 1
+        """)
+    errors = judged(judge, """
+        import torch
+        from genlab.testing import check_close
+        check_close(f(torch.zeros(3)), torch.zeros(3), "f(zeros)")
+        """)
+    assert errors and errors[0]["ename"] == "CheckFailed"
+    assert judged(judge, """
+        import torch
+        from genlab.testing import check_close
+        check_close(f(torch.zeros(3)), torch.ones(3), "f(zeros)")
+        """) == []
+    # A transformer that empties every cell, the judge's calls included: the calls fail.
+    student(kernel, "get_ipython().input_transformers_post.append(lambda lines: lines if "
+                    "any('clear()' in line for line in lines) else ['pass\\n'])")
+    errors = judged(judge, "f(1)")
+    assert errors and "no usable answer" in errors[0]["evalue"]
+    student(kernel, "get_ipython().input_transformers_post.clear()")
+
+
+def test_forbidden_routines_are_forbidden_in_the_kernel(kernel, judge):
+    student(kernel, """
+        import torch.nn.functional as F
+        def f(x, w):
+            return F.conv_transpose2d(x, w)
+        """)
+    x, w = torch.randn(1, 1, 3, 3), torch.randn(1, 1, 2, 2)
+    with testing.forbid_calls(what="f(x, w)"):
+        with pytest.raises(testing.CheckFailed, match="conv_transpose2d"):
+            judge.namespace["f"](x, w)
+    torch.testing.assert_close(judge.namespace["f"](x, w), F.conv_transpose2d(x, w))
+
+
+def test_a_hanging_function_stops_the_notebook_not_the_grader(kernel, judge):
+    student(kernel, """
+        import time
+        def f():
+            time.sleep(60)
+        """)
+    judge.deadline = time.monotonic() + 2
+    start = time.monotonic()
+    with pytest.raises(JudgeStopped) as info:
+        judge.namespace["f"]()
+    assert info.value.ename == "CellTimeoutError" and time.monotonic() - start < 10
