@@ -47,6 +47,7 @@ DESERVED = {
     "rebind_checks": 0,       # blank, with genlab's checks, assert_close and isclose made no-ops
     "stack_walker": 0,        # returns the expected value it finds in the test's frames
     "lying_tensor": 0,        # returns a tensor subclass whose __eq__ and allclose say yes
+    "hidden_answer_key": 7,   # conv2d_matrix from genlab.tconv, imported past the static check
 }
 
 
@@ -162,6 +163,15 @@ def _attacks(release, source, root: Path) -> dict[str, nbformat.NotebookNode]:
 
     subs["answer_key"] = fill_in(release, source, {"conv2d_matrix":
                                                    "from genlab.tconv import conv2d_matrix"})
+    subs["hidden_answer_key"] = fill_in(release, source, {"conv2d_matrix": textwrap.dedent("""
+        import importlib, marshal, pathlib
+        _module = importlib.import_module("genlab." + "tc" + "onv")
+        if not hasattr(_module, "conv2d_matrix"):  # the source is hidden: try the bytecode
+            for _pyc in pathlib.Path(_module.__file__).parent.glob("__pycache__/*.pyc"):
+                if "tc" + "onv" in _pyc.name and _pyc.stat().st_size > 16:
+                    exec(marshal.loads(_pyc.read_bytes()[16:]), vars(_module))
+        conv2d_matrix = _module.conv2d_matrix
+        """)})
 
     nb = blank()
     nb.cells.insert(1, _cell("""

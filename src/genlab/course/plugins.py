@@ -28,6 +28,7 @@ from traitlets import Bool, Dict, Integer, Unicode
 from .. import config
 from ..authoring import DEMO_TAG, scoped_test
 from ..labs import exercise_of
+from .api import patched_environ
 from .judge import JudgeStopped
 
 # Error names genlab writes into a cell it could not run to the end.
@@ -193,8 +194,10 @@ class Execute(NbGraderExecute):
         self._check_assign_resources(resources)
         deadline = time.monotonic() + self.total_timeout
         stopped = None  # (ename, message) once the notebook cannot go on
+        self._trusted = trusted_cells(self.nb, resources)
+        hidden = ",".join(self._trusted.answer_key)  # read by the sandbox as the kernel starts
         try:
-            with self.setup_kernel():
+            with patched_environ(GENLAB_SANDBOX_HIDE=hidden or None), self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
                 self._judge = self._start_judge(resources)
@@ -241,7 +244,6 @@ class Execute(NbGraderExecute):
         from jupyter_client.blocking import BlockingKernelClient
         from jupyter_core.utils import run_sync
         from .judge import Judge
-        self._trusted = trusted_cells(self.nb, resources)
         if not self._trusted.tests:
             return None
         client = BlockingKernelClient()
@@ -260,6 +262,7 @@ class TrustedCells:
     names: list[str] = field(default_factory=list)
     setup: list[str] = field(default_factory=list)
     tests: dict[str, str] = field(default_factory=dict)
+    answer_key: list[str] = field(default_factory=list)  # modules the kernel does not get
 
 
 def trusted_cells(nb, resources) -> TrustedCells:
@@ -291,6 +294,11 @@ def trusted_cells(nb, resources) -> TrustedCells:
             trusted.tests[name] = source
         elif locked and name not in graded:
             trusted.setup.append(source)
+    # When every test is judged, the kernel needs no reference answers: the sandbox hides the
+    # lab's genlab.<topic> (unless the lab's own setup imports it).
+    module = f"genlab.{lab.topic}"
+    if not lab.in_kernel and not any(module in source for source in trusted.setup):
+        trusted.answer_key.append(module)
     return trusted
 
 

@@ -96,6 +96,7 @@ def bwrap_argv(connection_file: str, inner: list[str]) -> list[str]:
              "--size", str(disk), "--tmpfs", "/tmp",
              "--dir", "/tmp/work", "--dir", "/tmp/home", "--dir", "/tmp/data",
              "--ro-bind", connection_file, connection_file]
+    args += _hidden_modules(os.environ.get("GENLAB_SANDBOX_HIDE", ""))
     if info.get("transport") == "ipc":  # the sockets live in the folder of the "ip" path
         sockets = str(Path(info["ip"]).parent)
         args += ["--bind", sockets, sockets]
@@ -107,6 +108,23 @@ def bwrap_argv(connection_file: str, inner: list[str]) -> list[str]:
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
     return args + ["--chdir", "/tmp/work", "--", *inner]
+
+
+def _hidden_modules(names: str) -> list[str]:
+    """Binds that empty genlab's modules named in ``names`` ("genlab.tconv,..."), source and
+    bytecode, inside the sandbox: the reference answers of a lab whose tests are all judged
+    (genlab.course.judge) are not there for the student's code to import or read."""
+    import genlab
+    package = Path(genlab.__file__).resolve().parent
+    args = []
+    for name in filter(None, names.split(",")):
+        stem = name.removeprefix("genlab.")
+        if not stem.isidentifier():
+            continue
+        for path in [package / f"{stem}.py", *package.glob(f"__pycache__/{stem}.*.pyc")]:
+            if path.is_file():
+                args += ["--ro-bind", "/dev/null", str(path)]
+    return args
 
 
 def _limits() -> list[str]:
