@@ -97,7 +97,7 @@ def _attacks(release, source, root: Path) -> dict[str, nbformat.NotebookNode]:
     subs["snoop"] = nb
 
     nb = honest()
-    nb.cells.append(_cell("print([cell for cell in In if 'BEGIN HIDDEN' in cell])"))
+    nb.cells.append(_cell("print([cell for cell in In if 'BEGIN ' + 'HIDDEN' in cell])"))
     subs["history_snoop"] = nb
 
     nb = honest()

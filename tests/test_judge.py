@@ -32,6 +32,7 @@ def judge(kernel):
     j = Judge(client, km.interrupt_kernel, ["f", "g", "h"])
     j.deadline = time.monotonic() + 60
     yield j
+    j.close()
     client.stop_channels()
 
 
@@ -193,7 +194,7 @@ def test_nothing_in_the_kernel_changes_the_verdict(kernel, judge):
     student(kernel, "get_ipython().input_transformers_post.append(lambda lines: lines if "
                     "any('clear()' in line for line in lines) else ['pass\\n'])")
     errors = judged(judge, "f(1)")
-    assert errors and "no usable answer" in errors[0]["evalue"]
+    assert errors and "did not run genlab's remote module" in errors[0]["evalue"]
     student(kernel, "get_ipython().input_transformers_post.clear()")
 
 

@@ -18,16 +18,20 @@ What crosses the boundary with a call, so that a test behaves as if in one proce
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import queue
+import secrets
+import socket
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from .. import testing
-from .remote import MIME, builtin_exception, decode, dumps, encode, loads, plain_attributes
+from . import remote
+from .remote import builtin_exception, decode, dumps, encode, loads, plain_attributes
 
 MAX_REPLY = 256 * 2**20   # bytes of one reply from the kernel
 
@@ -105,7 +109,13 @@ class Judge:
             self.namespace[name] = Remote(self, ("name", name), "name")
         self.deadline = float("inf")
         self.calls = 0
-        self._wait_for_iopub()
+        # The kernel connects here (a folder it can reach: the sandbox binds its IPC folder).
+        folder = Path(client.ip).parent if client.transport == "ipc" else Path(tempfile.gettempdir())
+        self.path = Path(tempfile.mkdtemp(prefix="judge-", dir=folder)) / "socket"
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.path))
+        self.listener.listen(1)
+        self._connection = None
 
     # ---------------------------------------------------------------- running test cells
     def setup(self, source: str) -> None:
@@ -129,6 +139,7 @@ class Judge:
             return [nbformat.v4.new_output("error", ename=type(err).__name__, evalue=str(err),
                                            traceback=lines)]
         finally:
+            self.end_cell()
             self.deadline = float("inf")
         return []
 
@@ -203,54 +214,98 @@ class Judge:
     def _ask(self, request: dict):
         """Send ``request`` to the kernel's :func:`genlab.course.remote.serve`; its answer, or
         the student's exception raised here."""
-        payload = base64.b64encode(dumps(request)).decode("ascii")
-        code = f"__import__('genlab.course.remote', fromlist=['serve']).serve({payload!r})"
-        msg_id = self.client.execute(code, silent=False, store_history=False, allow_stdin=False)
-        data, size = None, 0
-        while True:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                self.interrupt()
-                raise JudgeStopped("CellTimeoutError", "the student's code ran past this test "
-                                   "cell's time limit")
-            try:
-                msg = self.client.get_iopub_msg(timeout=min(1.0, remaining))
-            except queue.Empty:
-                if not self.client.is_alive():
-                    raise JudgeStopped("KernelDied", "the kernel died during a call to the "
-                                       "student's code (out of memory, os._exit or a crash)")
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg.get("content", {})
-            if kind == "display_data" and MIME in content.get("data", {}) and data is None:
-                data = content["data"][MIME]
-                size += len(data)
-            elif kind == "status" and content.get("execution_state") == "idle":
-                break
-        if data is None or size > MAX_REPLY:
-            raise StudentError("the kernel sent no usable answer (was genlab's remote module "
-                               "replaced, or the output too large?)")
-        status, value = loads(base64.b64decode(data))
+        if self._connection is None:
+            self._connection = self._connect()
+        self._send(dumps(request))
+        data = self._receive()
+        if data is None:
+            self._connection = None
+            raise StudentError("the kernel stopped answering (did the student's code close the "
+                               "grader's connection or replace genlab's remote module?)")
+        status, value = loads(data)
         if status == "ok":
             return value
         _raise_student_error(*value)
 
-    def _wait_for_iopub(self, seconds: float = 30) -> None:
-        """A fresh subscriber misses messages until its connection is up: wait until a
-        kernel_info request's status messages arrive."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            msg_id = self.client.kernel_info()
-            stop = time.monotonic() + 0.5
-            while time.monotonic() < stop:
-                try:
-                    msg = self.client.get_iopub_msg(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                    return
-        raise JudgeStopped("KernelDied", "the kernel does not answer")
+    def _connect(self):
+        """Have the kernel run :func:`~genlab.course.remote.serve` (one request on the shell
+        channel) and accept its connection on this notebook's socket."""
+        token = secrets.token_hex(16)
+        msg_id = self.client.execute(f"__import__('genlab.course.remote', fromlist=['serve'])"
+                                     f".serve({str(self.path)!r}, {token!r})",
+                                     silent=True, store_history=False, allow_stdin=False)
+        while True:
+            self.listener.settimeout(min(0.05, self._wait()))
+            try:
+                connection, _ = self.listener.accept()
+                break
+            except socket.timeout:
+                pass
+            if self._replied(msg_id):  # it ran something else: an input transformer, say
+                raise StudentError("the kernel did not run genlab's remote module (was the "
+                                   "grader's request rewritten or genlab's module replaced?)")
+        self._connection = connection
+        if self._receive(limit=64) != token.encode():
+            connection.close()
+            raise StudentError("the kernel's answer did not come from genlab's remote module")
+        return connection
+
+    def _replied(self, msg_id: str) -> bool:
+        """Whether the kernel has finished the request ``msg_id`` (its reply has come)."""
+        while True:
+            try:
+                msg = self.client.get_shell_msg(timeout=0)
+            except queue.Empty:
+                return False
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return True
+
+    def end_cell(self) -> None:
+        """Let the kernel's serve() return: the next cell runs in the kernel as usual."""
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                remote.send(self._connection, b"done")
+                self._connection.close()
+            self._connection = None
+
+    def _send(self, data: bytes) -> None:
+        self._connection.settimeout(max(self.deadline - time.monotonic(), 0.1))
+        try:
+            remote.send(self._connection, data)
+        except OSError:
+            self._wait()
+            raise StudentError("the kernel stopped listening") from None
+
+    def _receive(self, limit: int = MAX_REPLY):
+        while True:
+            self._connection.settimeout(self._wait())
+            try:
+                return remote.receive(self._connection, limit)
+            except socket.timeout:
+                continue
+            except (OSError, ValueError):
+                return None
+
+    def _wait(self) -> float:
+        """Seconds to wait for the kernel now (at most 1, then look again); stop the notebook
+        when the test cell's time is up or the kernel has died."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.interrupt()
+            self._connection = None
+            raise JudgeStopped("CellTimeoutError", "the student's code ran past this test "
+                               "cell's time limit")
+        if not self.client.is_alive():
+            raise JudgeStopped("KernelDied", "the kernel died during a call to the student's "
+                               "code (out of memory, os._exit or a crash)")
+        return min(1.0, remaining)
+
+    def close(self) -> None:
+        self.end_cell()
+        self.listener.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+            self.path.parent.rmdir()
 
 
 def _pickled(args: tuple, kwargs: dict) -> bytes:

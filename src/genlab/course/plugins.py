@@ -229,6 +229,7 @@ class Execute(NbGraderExecute):
             self.log.warning("the kernel died; later cells were not run")
         finally:
             if self._judge is not None:
+                self._judge.close()
                 self._judge.client.stop_channels()
                 self._judge = None
         self.set_widgets_metadata()

@@ -1,8 +1,9 @@
 """The student's side of a judged test: calls that the grader asks the kernel to make.
 
-A judged test cell (:mod:`genlab.course.judge`) runs in the grader's own process. Each time it
-calls a student's function, the grader sends the kernel one small request, and :func:`serve`
-(this module, inside the sandboxed kernel) makes the call and sends back what it returned.
+A judged test cell (:mod:`genlab.course.judge`) runs in the grader's own process. When it first
+calls a student's function, the grader has the kernel run :func:`serve` (this module, inside
+the sandboxed kernel), which connects to the grader over a Unix socket and, for each request,
+makes the call and sends back what it returned, until the test cell is done.
 
 Only plain data crosses the boundary, in both directions: numbers, strings, tensors, and
 lists, tuples and dicts of them, saved with ``torch.save`` and read back by the grader with
@@ -14,14 +15,12 @@ its functions return.
 """
 from __future__ import annotations
 
-import base64
 import builtins
 import contextlib
 import io
 
 import torch
 
-MIME = "application/vnd.genlab.reply+base64"
 MAX_MESSAGE = 4000            # characters of an exception message that travel back
 _objects: dict[int, object] = {}   # handle -> object kept in the kernel
 _graphs: dict[int, tuple] = {}     # call id -> (inputs, outputs) for a later backward pass
@@ -114,18 +113,55 @@ def loads(data: bytes):
 
 
 # ----------------------------------------------------------------------------- kernel side
-def serve(payload: str) -> None:
-    """Answer one request from the grader (called by the code the grader sends the kernel)."""
+def serve(path: str, token: str) -> None:
+    """Answer the grader's requests for one test cell, then return (the grader sends this call
+    to the kernel as a cell of its own): connect to the grader's socket at ``path``, say
+    ``token``, and answer each request until the grader says it is done."""
+    import socket
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(path)
     try:
-        reply = ("ok", _answer(loads(base64.b64decode(payload))))
-    except BaseException as err:  # noqa: BLE001 - everything the student's code raises goes back
-        reply = ("error", _describe(err))
-    try:
-        data = dumps(reply)
-    except BaseException as err:  # noqa: BLE001
-        data = dumps(("error", _describe(err)))
-    from IPython.display import publish_display_data
-    publish_display_data({MIME: base64.b64encode(data).decode("ascii")})
+        send(connection, token.encode())
+        while (data := receive(connection)) not in (None, b"done"):
+            try:
+                reply = ("ok", _answer(loads(data)))
+            except KeyboardInterrupt:  # the grader gave up on this call (its time limit)
+                raise
+            except BaseException as err:  # noqa: BLE001 - what the student's code raised goes back
+                reply = ("error", _describe(err))
+            try:
+                data = dumps(reply)
+            except BaseException as err:  # noqa: BLE001
+                data = dumps(("error", _describe(err)))
+            send(connection, data)
+    finally:
+        connection.close()
+
+
+def send(connection, data: bytes) -> None:
+    connection.sendall(len(data).to_bytes(8, "big") + data)
+
+
+def receive(connection, limit: int = 2**31) -> bytes | None:
+    """One message (None when the other side has gone); its length must not pass ``limit``."""
+    head = _exactly(connection, 8)
+    if head is None:
+        return None
+    size = int.from_bytes(head, "big")
+    if size > limit:
+        raise ValueError(f"a message of {size} bytes, over the limit of {limit}")
+    return _exactly(connection, size)
+
+
+def _exactly(connection, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = connection.recv(min(left, 2**20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _describe(err: BaseException) -> list:
