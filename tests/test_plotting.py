@@ -84,6 +84,28 @@ def test_show_does_nothing_visible_in_a_plain_script(monkeypatch):
         plotting.show("not a figure")
 
 
+def test_subplots_is_shown_only_by_show_and_uses_a_constrained_layout(monkeypatch):
+    fig, axes = plotting.subplots(1, 3, figsize=(6, 2), sharey=True, width_ratios=[1, 2, 1])
+    assert axes.shape == (3,) and fig.get_size_inches().tolist() == [6, 2]
+    assert fig.get_layout_engine().__class__.__name__ == "ConstrainedLayoutEngine"
+    assert plt.get_fignums() == []  # a cell that raises here leaves nothing for the inline backend
+    shown = []
+    monkeypatch.setattr(plotting, "in_kernel", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    plotting.show(fig)
+    assert len(shown) == 1
+
+
+def test_latent_scatter_legends_stay_out_of_the_next_panel():
+    fig, axes = plotting.subplots(1, 2, figsize=(8, 4))
+    for ax in axes:
+        plotting.plot_latent_scatter(torch.randn(200, 2), torch.arange(200) % 10, ax=ax)
+    plotting.figure_to_png(fig)  # lays the figure out
+    renderer = fig._get_renderer()
+    legend = axes[0].get_legend().get_window_extent(renderer)
+    assert legend.x1 <= axes[1].get_tightbbox(renderer).x0  # clear of its axis label too
+
+
 def test_ax_is_drawn_into_and_left_open_for_the_caller():
     fig, (left, right) = plt.subplots(1, 2)
     assert plotting.show_images(_images(), ax=left) is fig

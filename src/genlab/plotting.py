@@ -23,6 +23,8 @@ open when a cell ends, so a figure that was displayed *and* left open would appe
 executed notebook would keep every figure in memory. The helpers build their figures with
 :class:`matplotlib.figure.Figure` directly, which pyplot does not keep track of, so they can never
 pile up; :func:`show` also closes pyplot figures you made yourself with ``plt.subplots()``.
+For figures of your own, :func:`subplots` is ``plt.subplots`` the same way: a cell that fails
+before ``show(fig)`` shows its error and no empty grid of axes.
 
 Everything works headless (``MPLBACKEND=Agg``) and nothing here ever blocks on ``plt.show()``.
 """
@@ -39,7 +41,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["image_grid", "show_images", "show_rows", "plot_curves", "plot_latent_scatter",
+__all__ = ["subplots", "image_grid", "show_images", "show_rows", "plot_curves", "plot_latent_scatter",
            "latent_grid", "plot_bars", "decode_images", "show", "figure_to_png", "in_kernel"]
 
 _INCH_PER_PIXEL = 0.03  # how large one image pixel is drawn by default
@@ -79,6 +81,16 @@ def show(fig: Figure) -> None:
             display(Image(data=figure_to_png(fig), format="png"))
     finally:
         plt.close(fig)  # a no-op for figures pyplot does not know about
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, dpi=None, layout="constrained",
+             **kwargs):
+    """``fig, axes = subplots(1, 3, figsize=(12, 4))``: ``plt.subplots`` with the same arguments
+    and return value, but the figure appears only when you ``show(fig)`` (pyplot does not know
+    about it, so a cell that fails halfway leaves no empty grid of axes behind), and its layout
+    is constrained (titles, colour bars and outside legends never overlap the next panel)."""
+    fig = Figure(figsize=figsize, dpi=dpi, layout=layout)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _new_figure(ax: Axes | None, figsize) -> tuple[Figure, Axes]:
