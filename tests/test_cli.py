@@ -1,5 +1,6 @@
 """The ``genlab`` command line: help, subcommands, and ``genlab doctor``."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import torch
 from genlab import cli, doctor
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["doctor", "bench", "check", "grade", "release", "validate", "build"]
+COMMANDS = ["doctor", "lab", "bench", "check", "grade", "example-class", "release", "validate",
+            "build"]
 
 
 def _run(argv):
@@ -33,14 +35,15 @@ def test_python_m_genlab_help_lists_commands():
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: genlab")
     for command in COMMANDS:
-        assert f"    {command} " in result.stdout, f"--help does not list {command}"
+        assert re.search(rf"^    {re.escape(command)}\s", result.stdout, re.M), \
+            f"--help does not list {command}"
 
 
 def test_help_in_process(capsys):
     assert _run(["--help"]) == 0
     out = capsys.readouterr().out
     for command in COMMANDS:
-        assert f"    {command} " in out, f"--help does not list {command}"
+        assert re.search(rf"^    {re.escape(command)}\s", out, re.M), f"--help does not list {command}"
 
 
 def test_parser_has_exactly_the_commands():

@@ -1,8 +1,11 @@
 """The ``genlab`` command line.
 
-Students:     genlab check NOTEBOOK          run a lab's visible tests and report per exercise
-Instructors:  genlab grade [LAB ...]         autograde, feedback, grades CSV and a summary table
+Students:     genlab lab                     JupyterLab on work/ (a copy of labs/), no instructor tools
+              genlab check NOTEBOOK          run a lab's visible tests and report per exercise
+Instructors:  genlab lab --instructor        JupyterLab on the repository with nbgrader's tools
+              genlab grade [LAB ...]         autograde, feedback, grades CSV and a summary table
               genlab release                 regenerate labs/ from solutions/
+              genlab example-class --out DIR a synthetic class of N students to try grading
 Maintainers:  genlab build                   notebooks/*.py -> solutions/*/*.ipynb
               genlab validate                solutions full marks, stubs zero, labs in sync
 Everyone:     genlab doctor                  versions, device, data sources, fast mode
@@ -17,6 +20,11 @@ import sys
 def _doctor(args) -> int:
     from . import doctor
     return doctor.main(args)
+
+
+def _lab(args) -> int:
+    from . import launch
+    return launch.main(args)
 
 
 def _bench(args) -> int:
@@ -34,6 +42,11 @@ def _check(args) -> int:
 def _grade(args) -> int:
     from .course.grade import cmd_grade
     return cmd_grade(args)
+
+
+def _example_class(args) -> int:
+    from .course.examples import cmd_example_class
+    return cmd_example_class(args)
 
 
 def _release(args) -> int:
@@ -59,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="report versions, device, CUDA, data sources and fast mode")
     p.set_defaults(func=_doctor)
+
+    p = sub.add_parser("lab", help="open JupyterLab: students on work/ (a copy of labs/), or "
+                                   "--instructor with nbgrader's tools")
+    p.add_argument("--instructor", action="store_true",
+                   help="the instructor view: formgrader, Create Assignment, the nbgrader menu")
+    p.add_argument("--port", type=int, default=None, help="the server's port (default: JupyterLab's)")
+    p.add_argument("jupyter_args", nargs="*", metavar="-- JUPYTER_ARG",
+                   help="passed on to jupyter lab, after a '--' (e.g. -- --no-browser)")
+    p.set_defaults(func=_lab)
 
     p = sub.add_parser("bench", help="training throughput: genlab's loop vs the pytorch/examples pipeline")
     from . import bench
@@ -96,6 +118,22 @@ def _add_grading_commands(sub) -> None:
                    help="regrade submissions already graded (default: reuse the results of "
                         "unchanged submissions from results.jsonl)")
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser("example-class", help="instructors: a synthetic class (honest, blank, "
+                       "typical mistakes, partly done, broken) to try grading at scale")
+    p.add_argument("labs", nargs="*", metavar="LAB", help="lab ids (default: every lab)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the folder to write (a course of its own: cd DIR && genlab grade)")
+    p.add_argument("--students", type=int, default=20, metavar="N",
+                   help="students in the class (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same class (default 0)")
+    p.add_argument("--mix", default=None, metavar="KIND=W,...",
+                   help="weights of the kinds of student (default honest=3,mistakes=3,partial=2,"
+                        "blank=1,broken=1); each kind with a weight gets at least one student")
+    p.add_argument("--force", action="store_true", help="replace a class generated before in DIR")
+    p.add_argument("--verify", action="store_true",
+                   help="after grading DIR: compare its grades.csv with the expected scores")
+    p.set_defaults(func=_example_class)
 
     p = sub.add_parser("release", help="regenerate labs/ from solutions/ (and solutions/ from notebooks/)")
     p.add_argument("labs", nargs="*", metavar="LAB")

@@ -1,8 +1,10 @@
 """``genlab bench grading``: autograding throughput against the number of workers, side by side in
 one run, and where the time of one submission goes.
 
-A synthetic class (every student the model solution, so every notebook runs to the end) is
-graded from scratch once per worker count. The serial time of one notebook is split into
+A synthetic class (every student the model solution, so every notebook runs to the end; or,
+with ``mix``, a class from ``genlab example-class`` with blank, mistaken, partly done and broken
+students, each checked against the score its manifest expects) is graded from scratch once per
+worker count. The serial time of one notebook is split into
 kernel start (sandbox and Python), imports (the locked set-up cell), execution (the other
 graded cells) and nbgrader's own work (sanitizing, the gradebook, feedback HTML).
 """
@@ -18,7 +20,8 @@ import nbformat
 
 from .. import labs as registry
 from .api import KERNEL_NAME, ipc_kernels, patched_environ, write_kernelspec
-from .examples import fill_in
+from .examples import check_grades, fill_in
+from .examples import make_class as make_mixed_class
 from .grade import grade
 from .paths import Course, course_root
 
@@ -79,39 +82,58 @@ def _quiet(message) -> None:
     """Discard a kernel's output (the benchmark times cells; it does not show them)."""
 
 
-def run(labs=None, students: int = 4, workers=(1, 2), log=print) -> dict:
+def run(labs=None, students: int = 4, workers=(1, 2), log=print,
+        mix: dict[str, int] | None = None) -> dict:
+    """Grade the class once per worker count. ``mix`` (kind -> weight, see
+    ``genlab.course.examples``): a mixed class of ``students`` instead of honest ones."""
     root = course_root()
     labs = list(labs or registry.available(root))
-    result = {"labs": labs, "students": students, "cores": os.cpu_count(), "runs": []}
+    result = {"labs": labs, "students": students, "cores": os.cpu_count(), "runs": [],
+              "mix": mix}
     with tempfile.TemporaryDirectory(prefix="genlab-bench-grading-") as tmp:
-        course = make_class(root, Path(tmp), labs, students)
+        manifest = None
+        if mix:
+            manifest = make_mixed_class(Path(tmp) / "class", students, labs, mix=mix, root=root)
+            course = Course.default(Path(tmp) / "class")
+        else:
+            course = make_class(root, Path(tmp), labs, students)
         n = students * len(labs)
         for count in workers:
             run_course = Course(course.root, course.submitted, Path(tmp) / f"state-{count}")
             start, cpu = time.perf_counter(), machine_cpu_seconds()
             grades = grade(run_course, labs, log=lambda *a: None, force=True, workers=count)
             wall, cpu = time.perf_counter() - start, machine_cpu_seconds() - cpu
-            assert all(g.score == g.max_score for g in grades), "an honest submission lost points"
+            if manifest:
+                problems = check_grades(manifest, grades)
+                assert not problems, "unexpected scores: " + "; ".join(problems[:5])
+            else:
+                assert all(g.score == g.max_score for g in grades), "an honest submission lost points"
             row = {"workers": count, "seconds": wall, "cpu_seconds": cpu,
                    "per_minute": 60 * n / wall, "cpu_per_submission": cpu / n}
             result["runs"].append(row)
             log(f"  {count} worker(s): {n} notebooks in {wall:.0f} s, "
                 f"{row['per_minute']:.1f} per minute, {row['cpu_per_submission']:.1f} CPU s each")
-            if count == 1:
-                mean = sum(g.seconds for g in grades) / len(grades)
+            if count == 1:  # the split below is of honest notebooks (every cell runs)
+                timed = [g.seconds for g in grades if not manifest
+                         or manifest["class"][g.student]["kind"] == "honest"] or [0.0]
+                mean = sum(timed) / len(timed)
         split = {}
-        for lab in labs:
+        honest = "student000" if not manifest else next(
+            (s for s, e in manifest["class"].items() if e["kind"] == "honest"), None)
+        for lab in labs if honest else []:
             for key, value in split_one_notebook(
-                    course.submitted / "student000" / lab / f"{lab}.ipynb").items():
+                    course.submitted / honest / lab / f"{lab}.ipynb").items():
                 split[key] = split.get(key, 0.0) + value / len(labs)
-        if any(r["workers"] == 1 for r in result["runs"]):
+        if honest and any(r["workers"] == 1 for r in result["runs"]):
             split["nbgrader (sanitize, gradebook, feedback)"] = max(0.0, mean - sum(split.values()))
         result["serial_split"] = split
     return result
 
 
 def format_result(result: dict) -> str:
-    lines = [f"grading {result['students']} honest students x {len(result['labs'])} lab(s) "
+    who = "honest students" if not result.get("mix") else "students of a mixed class (" + \
+        ", ".join(f"{k}={v}" for k, v in result["mix"].items()) + ")"
+    lines = [f"grading {result['students']} {who} x {len(result['labs'])} lab(s) "
              f"on {result['cores']} cores", "", "  workers  notebooks/min  speed-up  CPU s/notebook"]
     base = result["runs"][0]["per_minute"]
     for r in result["runs"]:
