@@ -1,3 +1,13 @@
+# %%
+# On Google Colab only: install genlab, the course's helper library, from the course repository.
+# (Colab has PyTorch and the other packages already; --no-deps keeps its versions.)
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "genlab @ git+https://github.com/genlab-course/genlab"], check=True)
+
 # %% [markdown]
 # # Lab 1 · Transposed convolution: how a network learns to upsample
 #
@@ -81,7 +91,7 @@ def as_pair(value):
 import matplotlib.pyplot as plt
 import numpy as np
 
-from genlab.plotting import show
+from genlab.plotting import show, subplots
 from genlab.widgets import explore
 
 
@@ -136,7 +146,7 @@ for h in range(2):
         labels.append(f"$x_{{{h}{w}}}\\,K$ = {X[h, w]:g}$\\,K$")
 Y = sum(stamps)
 
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
+fig, axes = subplots(1, 5, figsize=(13, 2.9))
 for ax, stamp, label in zip(axes, stamps, labels):
     draw_matrix(ax, stamp, label)
 draw_matrix(axes[4], Y, "the sum $Y$", cmap="Oranges")
@@ -579,7 +589,7 @@ check_raises(lambda: conv_transpose2d(torch.randn(2, 2, 4, 4), torch.randn(3, 2,
 # %% demo
 x_seed = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]   # (N=1, C_in=1, 2, 2)
 k_seed = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]   # (C_in=1, C_out=1, 2, 2)
-fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 4, 5]})
+fig, axes = subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 4, 5]})
 for ax, s in zip(axes, [1, 2, 3]):
     y = conv_transpose2d(x_seed, k_seed, stride=s)
     draw_matrix(ax, y[0, 0], f"stride {s}: output {y.shape[-2]}x{y.shape[-1]}", cmap="Oranges")
@@ -751,7 +761,7 @@ K3 = torch.arange(1.0, 10.0).view(3, 3)
 C = conv2d_matrix(K3, (4, 4))
 print("C has shape", tuple(C.shape), "and C.T has shape", tuple(C.T.shape))
 
-fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 4, 1.1]})
+fig, axes = subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 4, 1.1]})
 draw_matrix(axes[0], K3, "kernel $K$", cmap="Greens")
 axes[1].imshow(C, cmap="Greens")
 axes[1].set_title("$C$ (4 x 16): one row per output pixel")
@@ -877,7 +887,7 @@ small = torch.arange(1.0, 10.0).view(3, 3)
 grid = torch.zeros(5, 5)
 grid[::2, ::2] = small
 grid = F.pad(grid, (2, 2, 2, 2))
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [1, 3]})
+fig, axes = subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [1, 3]})
 draw_matrix(axes[0], small, "input (3x3)", cmap="Purples")
 draw_matrix(axes[1], grid, cmap="Purples", fontsize=9)
 for r0, c0, colour in [(0, 0, "tab:red"), (1, 2, "tab:orange"), (2, 2, "tab:green")]:
@@ -899,7 +909,7 @@ show(fig)
 # direction. **The interior coverage is uniform exactly when the stride divides the kernel size.**
 # %% demo
 ones_in = torch.ones(1, 1, 4, 4)
-fig, axes = plt.subplots(1, 3, figsize=(14, 4.8))
+fig, axes = subplots(1, 3, figsize=(14, 4.8))
 for ax, (k, s) in zip(axes, [(3, 2), (4, 2), (2, 2)]):
     coverage = conv_transpose2d(ones_in, torch.ones(1, 1, k, k), stride=s)[0, 0]
     draw_matrix(ax, coverage, f"kernel {k}, stride {s}: taps per pixel", cmap="Reds", fontsize=8,
@@ -939,7 +949,7 @@ gen = torch.Generator().manual_seed(1)
 random_kernels = {3: [torch.rand(3, 3, generator=gen) + 0.5 for _ in range(3)],
                   4: [torch.rand(4, 4, generator=gen) + 0.5 for _ in range(3)]}
 methods = [("tconv k=3", 3), ("tconv k=4", 4), ("resize + conv k=3", 3)]
-fig, axes = plt.subplots(2, 3, figsize=(12, 8.4))
+fig, axes = subplots(2, 3, figsize=(12, 8.4))
 for row, kind in enumerate(["all-ones kernels", "random kernels"]):
     for col, (method, k) in enumerate(methods):
         kernels = [torch.ones(k, k)] * 3 if row == 0 else random_kernels[k]

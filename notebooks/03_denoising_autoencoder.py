@@ -1,3 +1,13 @@
+# %%
+# On Google Colab only: install genlab, the course's helper library, from the course repository.
+# (Colab has PyTorch and the other packages already; --no-deps keeps its versions.)
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "genlab @ git+https://github.com/genlab-course/genlab"], check=True)
+
 # %% [markdown]
 # # Lab 3 · Denoising autoencoders: learning by repairing
 #
@@ -47,13 +57,13 @@
 #
 # | Exercise | Function | Points |
 # |---|---|---|
-# | 1 | `add_gaussian_noise` | 2 |
-# | 2 | `add_masking_noise` | 2 |
-# | 3 | `add_salt_and_pepper_noise` | 2 |
-# | 4 | `psnr` | 2 |
+# | 1 | `add_gaussian_noise` | 2 + 1 (input checks) |
+# | 2 | `add_masking_noise` | 2 + 1 (input checks) |
+# | 3 | `add_salt_and_pepper_noise` | 2 + 1 (input checks) |
+# | 4 | `psnr` | 2 + 1 (input checks) |
 # | 5 | `denoising_train_step` | 3 |
 # | 6 | `anomaly_scores` | 2 |
-# | 7 | `roc_auc` | 3 |
+# | 7 | `roc_auc` | 3 + 1 (input checks) |
 #
 # **Time.** The experiment trains four small autoencoders. With the default budget the whole
 # notebook runs in about two minutes on a 2-core laptop CPU; on a GPU it switches to a larger
@@ -86,7 +96,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from genlab.data import load_mnist
-from genlab.plotting import plot_curves, show, show_images, show_rows
+from genlab.plotting import plot_curves, show, show_images, show_rows, subplots
 from genlab.widgets import explore
 
 x_test_all, _ = load_mnist("test")
@@ -130,9 +140,11 @@ show_images(examples, title="eight test digits")
 # **Checking inputs.** All three functions raise a `TypeError` when `x` is not a floating-point
 # tensor (`x.is_floating_point()`: an image stored as `uint8` 0–255 must be converted first) and a
 # `ValueError` when the noise level is out of range. None of them changes `x` itself: they return
-# a new tensor of the same shape, dtype and device.
+# a new tensor of the same shape, dtype and device. The input checks have a test cell of their own
+# (1 point per function, here and in Exercises 4 and 7), so a function that computes the right
+# thing earns its main points even before the checks are in place.
 #
-# ## Exercise 1 · Additive Gaussian noise (2 points)
+# ## Exercise 1 · Additive Gaussian noise (2 + 1 points)
 #
 # $$\tilde x = \operatorname{clamp}\big(x + \sigma\,\varepsilon,\; 0,\; 1\big), \qquad
 #   \varepsilon_i \overset{\text{iid}}{\sim} \mathcal N(0, 1).$$
@@ -220,11 +232,6 @@ check_close(_black, _black.clamp(0, 1), "add_gaussian_noise(black images, sigma=
 check_number((_black == 0).double().mean().item(), 0.5,
              "add_gaussian_noise(black images, sigma=0.5): fraction of pixels clamped to exactly 0",
              rel=0, abs_=0.02, hint="clamp x + sigma * eps to [0, 1]: the negative half becomes 0")
-check_raises(lambda: add_gaussian_noise(torch.rand(2, 1, 28, 28), -0.1), ValueError,
-             "add_gaussian_noise(x, sigma=-0.1)", hint="a standard deviation cannot be negative")
-check_raises(lambda: add_gaussian_noise(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 0.1),
-             TypeError, "add_gaussian_noise on a uint8 tensor",
-             hint="check x.is_floating_point() and raise TypeError")
 ### BEGIN HIDDEN TESTS
 _gaussian_checks(0.3, dtype=torch.float64, seed=1)
 _gaussian_checks(0.05, seed=2)
@@ -242,8 +249,26 @@ for _dev in devices():
         check_tensor(_out, _what, shape=_x.shape, device=_dev)
 ### END HIDDEN TESTS
 
+# %% test test_add_gaussian_noise_errors points=1
+import torch
+from genlab.testing import check_raises
+
+check_raises(lambda: add_gaussian_noise(torch.rand(2, 1, 28, 28), -0.1), ValueError,
+             "add_gaussian_noise(x, sigma=-0.1)", hint="a standard deviation cannot be negative")
+check_raises(lambda: add_gaussian_noise(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 0.1),
+             TypeError, "add_gaussian_noise on a uint8 tensor",
+             hint="check x.is_floating_point() and raise TypeError")
+### BEGIN HIDDEN TESTS
+check_raises(lambda: add_gaussian_noise(torch.rand(2, 1, 4, 4, dtype=torch.float64), -1e-3),
+             ValueError, "add_gaussian_noise(x, sigma=-0.001)",
+             hint="a standard deviation cannot be negative")
+check_raises(lambda: add_gaussian_noise(torch.zeros(2, 1, 4, 4, dtype=torch.int64), 0.1),
+             TypeError, "add_gaussian_noise on an int64 tensor",
+             hint="check x.is_floating_point() and raise TypeError")
+### END HIDDEN TESTS
+
 # %% [markdown]
-# ## Exercise 2 · Masking noise (2 points)
+# ## Exercise 2 · Masking noise (2 + 1 points)
 #
 # Each pixel is switched off independently with probability $p$:
 #
@@ -319,13 +344,6 @@ def _masking_checks(p, dtype=torch.float32, seed=0):
 
 
 _masking_checks(0.3)
-check_raises(lambda: add_masking_noise(torch.rand(2, 1, 28, 28), 1.5), ValueError,
-             "add_masking_noise(x, p=1.5)", hint="p is a probability: raise ValueError outside [0, 1]")
-check_raises(lambda: add_masking_noise(torch.rand(2, 1, 28, 28), -0.1), ValueError,
-             "add_masking_noise(x, p=-0.1)", hint="p is a probability: raise ValueError outside [0, 1]")
-check_raises(lambda: add_masking_noise(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 0.3),
-             TypeError, "add_masking_noise on a uint8 tensor",
-             hint="check x.is_floating_point() and raise TypeError")
 ### BEGIN HIDDEN TESTS
 _masking_checks(0.75, dtype=torch.float64, seed=1)
 _masking_checks(0.1, seed=2)
@@ -341,8 +359,28 @@ for _dev in devices():
         check_tensor(_out, _what, shape=_x.shape, device=_dev)
 ### END HIDDEN TESTS
 
+# %% test test_add_masking_noise_errors points=1
+import torch
+from genlab.testing import check_raises
+
+check_raises(lambda: add_masking_noise(torch.rand(2, 1, 28, 28), 1.5), ValueError,
+             "add_masking_noise(x, p=1.5)", hint="p is a probability: raise ValueError outside [0, 1]")
+check_raises(lambda: add_masking_noise(torch.rand(2, 1, 28, 28), -0.1), ValueError,
+             "add_masking_noise(x, p=-0.1)", hint="p is a probability: raise ValueError outside [0, 1]")
+check_raises(lambda: add_masking_noise(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 0.3),
+             TypeError, "add_masking_noise on a uint8 tensor",
+             hint="check x.is_floating_point() and raise TypeError")
+### BEGIN HIDDEN TESTS
+check_raises(lambda: add_masking_noise(torch.rand(2, 1, 4, 4, dtype=torch.float64), 1.0001),
+             ValueError, "add_masking_noise(x, p=1.0001)",
+             hint="p is a probability: raise ValueError outside [0, 1]")
+check_raises(lambda: add_masking_noise(torch.zeros(2, 1, 4, 4, dtype=torch.int64), 0.3),
+             TypeError, "add_masking_noise on an int64 tensor",
+             hint="check x.is_floating_point() and raise TypeError")
+### END HIDDEN TESTS
+
 # %% [markdown]
-# ## Exercise 3 · Salt-and-pepper noise (2 points)
+# ## Exercise 3 · Salt-and-pepper noise (2 + 1 points)
 #
 # With probability $p$ a pixel is corrupted, and a corrupted pixel becomes white ("salt", 1) or
 # black ("pepper", 0) with even odds:
@@ -419,12 +457,6 @@ def _salt_pepper_checks(p, dtype=torch.float32, seed=0):
 
 
 _salt_pepper_checks(0.2)
-check_raises(lambda: add_salt_and_pepper_noise(torch.rand(2, 1, 28, 28), 1.2), ValueError,
-             "add_salt_and_pepper_noise(x, p=1.2)",
-             hint="p is a probability: raise ValueError outside [0, 1]")
-check_raises(lambda: add_salt_and_pepper_noise(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 0.2),
-             TypeError, "add_salt_and_pepper_noise on a uint8 tensor",
-             hint="check x.is_floating_point() and raise TypeError")
 ### BEGIN HIDDEN TESTS
 _salt_pepper_checks(0.6, dtype=torch.float64, seed=1)
 _salt_pepper_checks(0.05, seed=2)
@@ -433,15 +465,31 @@ check_close(add_salt_and_pepper_noise(_x, 0.0, generator=torch.Generator().manua
             "add_salt_and_pepper_noise(x, p=0) must keep every pixel")
 _all = add_salt_and_pepper_noise(_x, 1.0, generator=torch.Generator().manual_seed(2))
 check_close(_all, _all.round(), "add_salt_and_pepper_noise(x, p=1): every pixel must be 0 or 1")
-check_raises(lambda: add_salt_and_pepper_noise(_x, -0.2), ValueError,
-             "add_salt_and_pepper_noise(x, p=-0.2)",
-             hint="p is a probability: raise ValueError outside [0, 1]")
 for _dev in devices():
     for _gen in (torch.Generator().manual_seed(6), None):
         _what = (f"add_salt_and_pepper_noise on {_dev.type} with "
                  f"{'a CPU generator' if _gen else 'no generator'}")
         _out = attempt(_what, add_salt_and_pepper_noise, _x.to(_dev), 0.3, generator=_gen)
         check_tensor(_out, _what, shape=_x.shape, device=_dev)
+### END HIDDEN TESTS
+
+# %% test test_add_salt_and_pepper_noise_errors points=1
+import torch
+from genlab.testing import check_raises
+
+check_raises(lambda: add_salt_and_pepper_noise(torch.rand(2, 1, 28, 28), 1.2), ValueError,
+             "add_salt_and_pepper_noise(x, p=1.2)",
+             hint="p is a probability: raise ValueError outside [0, 1]")
+check_raises(lambda: add_salt_and_pepper_noise(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 0.2),
+             TypeError, "add_salt_and_pepper_noise on a uint8 tensor",
+             hint="check x.is_floating_point() and raise TypeError")
+### BEGIN HIDDEN TESTS
+check_raises(lambda: add_salt_and_pepper_noise(torch.rand(8, 1, 4, 4), -0.2), ValueError,
+             "add_salt_and_pepper_noise(x, p=-0.2)",
+             hint="p is a probability: raise ValueError outside [0, 1]")
+check_raises(lambda: add_salt_and_pepper_noise(torch.zeros(2, 1, 4, 4, dtype=torch.int64), 0.2),
+             TypeError, "add_salt_and_pepper_noise on an int64 tensor",
+             hint="check x.is_floating_point() and raise TypeError")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -461,7 +509,7 @@ for kind, levels in [("gaussian", [0.2, 0.5]), ("masking", [0.25, 0.5]),
 show_rows(gallery, title="The same digits under three kinds of noise")
 
 # %% [markdown]
-# ## Exercise 4 · Peak signal-to-noise ratio (2 points)
+# ## Exercise 4 · Peak signal-to-noise ratio (2 + 1 points)
 #
 # To compare denoisers we need one number per image that says how close a restored image
 # $\hat x$ is to the clean one $x$. The mean squared error over the $D$ pixels of image $n$,
@@ -554,9 +602,6 @@ check_close(attempt("psnr(x, x)", psnr, _same, _same), torch.full((4,), math.inf
                       lambda a: bool(torch.isfinite(a).all()),
                       "0 / 0 somewhere: max_val**2 / 0 is +inf, but a NaN appeared":
                       lambda a: bool(torch.isnan(a).any())})
-check_raises(lambda: psnr(torch.rand(3, 1, 28, 28), torch.rand(2, 1, 28, 28)), ValueError,
-             "psnr with x_hat (3, 1, 28, 28) and x (2, 1, 28, 28)",
-             hint="compare x_hat.shape with x.shape and raise ValueError when they differ")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(1)
 _x = 2 * torch.rand(5, 1, 28, 28, generator=_g, dtype=torch.float64)
@@ -574,6 +619,24 @@ for _dev in devices():
     _a, _b = torch.rand(2, 1, 4, 4).to(_dev), torch.rand(2, 1, 4, 4).to(_dev)
     check_tensor(attempt(f"psnr on {_dev.type}", psnr, _a, _b), f"psnr on {_dev.type}",
                  shape=(2,), device=_dev)
+### END HIDDEN TESTS
+
+# %% test test_psnr_errors points=1
+import torch
+from genlab.testing import check_raises
+
+check_raises(lambda: psnr(torch.rand(3, 1, 28, 28), torch.rand(2, 1, 28, 28)), ValueError,
+             "psnr with x_hat (3, 1, 28, 28) and x (2, 1, 28, 28)",
+             hint="compare x_hat.shape with x.shape and raise ValueError when they differ")
+### BEGIN HIDDEN TESTS
+# Shapes that broadcast silently: without the check these give a number of the wrong kind.
+check_raises(lambda: psnr(torch.rand(1, 1, 28, 28), torch.rand(4, 1, 28, 28)), ValueError,
+             "psnr with x_hat (1, 1, 28, 28) and x (4, 1, 28, 28)",
+             hint="compare x_hat.shape with x.shape and raise ValueError when they differ, even "
+                  "when the two shapes would broadcast")
+check_raises(lambda: psnr(torch.rand(4, 1, 28, 28), torch.rand(4, 784)), ValueError,
+             "psnr with x_hat (4, 1, 28, 28) and x (4, 784)",
+             hint="compare x_hat.shape with x.shape and raise ValueError when they differ")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -827,7 +890,7 @@ from genlab.denoising import NOISE_LEVELS, psnr_table
 
 table = psnr_table(models, x_test, NOISE_LEVELS, noises=NOISE_FUNCTIONS, psnr_fn=psnr)
 
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+fig, axes = subplots(1, 3, figsize=(15, 4.2), sharey=True)
 styles = {"noisy": dict(color="grey", ls="--", marker="o"), "AE": dict(marker="o"),
           "AE (code 10)": dict(marker="v"), "DAE (Gaussian)": dict(marker="s"),
           "DAE (mixed)": dict(marker="^")}
@@ -1000,7 +1063,7 @@ for _dev in devices():
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 7 · ROC-AUC: how well do the scores separate the two groups? (3 points)
+# ## Exercise 7 · ROC-AUC: how well do the scores separate the two groups? (3 + 1 points)
 #
 # A threshold $t$ on the score gives a detector. It flags a fraction of the true outliers (the
 # **true positive rate**, TPR) and, unavoidably, a fraction of the normal images (the **false
@@ -1073,11 +1136,7 @@ _auc_check(torch.full((4,), 2.0), torch.full((3,), 2.0))                      # 
 _auc_check(torch.tensor([3.0, 2.0, 4.0]), torch.tensor([5.0, 1.0, 4.0]))      # one tie
 _auc_check(torch.tensor([1.0, 3.0]), torch.tensor([3.0, 2.0]))
 _auc_check(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2.0, 5.0, 0.0]))
-check_raises(lambda: roc_auc(torch.tensor([]), torch.tensor([1.0, 2.0])), ValueError,
-             "roc_auc with no normal scores", hint="raise ValueError when either tensor is empty")
 ### BEGIN HIDDEN TESTS
-check_raises(lambda: roc_auc(torch.tensor([1.0, 2.0]), torch.tensor([])), ValueError,
-             "roc_auc with no anomalous scores", hint="raise ValueError when either tensor is empty")
 _g = torch.Generator().manual_seed(0)
 for _case in range(25):
     _n = int(torch.randint(1, 30, (1,), generator=_g))
@@ -1092,6 +1151,17 @@ _auc_check(torch.tensor([5.0]), torch.tensor([5.0]))
 for _dev in devices():
     _auc_check(torch.tensor([1.0, 2.0, 2.0]).to(_dev), torch.tensor([2.0, 3.0]).to(_dev),
                f"roc_auc on {_dev.type}")
+### END HIDDEN TESTS
+
+# %% test test_roc_auc_errors points=1
+import torch
+from genlab.testing import check_raises
+
+check_raises(lambda: roc_auc(torch.tensor([]), torch.tensor([1.0, 2.0])), ValueError,
+             "roc_auc with no normal scores", hint="raise ValueError when either tensor is empty")
+### BEGIN HIDDEN TESTS
+check_raises(lambda: roc_auc(torch.tensor([1.0, 2.0]), torch.tensor([])), ValueError,
+             "roc_auc with no anomalous scores", hint="raise ValueError when either tensor is empty")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -1116,7 +1186,7 @@ for name, value in aucs.items():
 
 # %% demo
 scores_digits, scores_outliers = scores["AE"]
-fig, (ax_hist, ax_roc) = plt.subplots(1, 2, figsize=(12, 4.3))
+fig, (ax_hist, ax_roc) = subplots(1, 2, figsize=(12, 4.3))
 bins = np.logspace(np.log10(min(scores_digits.min(), scores_outliers.min()).item() + 1e-3),
                    np.log10(max(scores_digits.max(), scores_outliers.max()).item()), 40)
 ax_hist.hist(scores_digits.numpy(), bins=bins, alpha=0.6, label="test digits")
@@ -1238,7 +1308,7 @@ rows["original"] = targets
 show_rows(rows, n=8, title=f"Inpainting the lower half (number: mean squared error in the hole, "
                            f"{len(targets)} test digits)")
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+fig, axes = subplots(1, 2, figsize=(12, 4))
 for name, curve in curves.items():
     for ax, key in zip(axes, ["known pixels", "hole"]):
         ax.plot(curve["step"], curve[key], marker=".", label=f"search with the {name} decoder")

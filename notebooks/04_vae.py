@@ -1,3 +1,13 @@
+# %%
+# On Google Colab only: install genlab, the course's helper library, from the course repository.
+# (Colab has PyTorch and the other packages already; --no-deps keeps its versions.)
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "genlab @ git+https://github.com/genlab-course/genlab"], check=True)
+
 # %% [markdown]
 # # Lab 4 · Variational autoencoders: an autoencoder you can sample from
 #
@@ -20,9 +30,12 @@
 #    verify $\partial z/\partial\mu = 1$ and $\partial z/\partial\sigma = \varepsilon$ with autograd;
 # 4. write the KL divergence of a diagonal Gaussian from $\mathcal N(0, I)$ and prove, against
 #    `torch.distributions` and by Monte Carlo, that it uses the *same* $\sigma$ as your sampler;
-# 5. build and train a convolutional VAE on MNIST, measure its test loss in nats, and compare it
+# 5. read the squared error as the negative log-likelihood of a Gaussian decoder, say which
+#    $\beta$ a fixed noise level $\sigma$ implies ($\beta = 2\sigma^2$), and when to prefer it
+#    to the BCE;
+# 6. build and train a convolutional VAE on MNIST, measure its test loss in nats, and compare it
 #    with the multilayer-perceptron VAE of pytorch/examples;
-# 6. generate digits from the prior, draw the 2-D latent manifold of Kingma & Welling, interpolate
+# 7. generate digits from the prior, draw the 2-D latent manifold of Kingma & Welling, interpolate
 #    between digits, and read the reconstruction/KL trade-off as its weight $\beta$ varies.
 #
 # **Lecture ideas practised.** The lecture describes the VAE as an encoder that maps to the mean
@@ -48,8 +61,9 @@
 # | 3 | `kl_to_standard_normal` | 3 |
 # | 4 | `VAE` | 3 |
 # | 5 | `elbo_loss` | 4 |
-# | 6 | `sample_prior` | 2 |
-# | 7 | `interpolate` | 3 |
+# | 6 | `gaussian_nll` | 3 + 1 (input checks) |
+# | 7 | `sample_prior` | 2 |
+# | 8 | `interpolate` | 3 |
 #
 # **Time.** The experiments train a 20-dimensional convolutional VAE, the pytorch/examples MLP VAE
 # for comparison, and three small 2-dimensional VAEs. With the default budget the notebook runs in
@@ -85,7 +99,7 @@ from scipy import stats
 
 from genlab.data import load_mnist
 from genlab.plotting import (latent_grid, plot_bars, plot_curves, plot_latent_scatter, show,
-                             show_images, show_rows)
+                             show_images, show_rows, subplots)
 from genlab.widgets import explore
 
 x_test_all, y_test_all = load_mnist("test")
@@ -282,7 +296,7 @@ for name, z in [("z1", z1), ("z2", z2), ("torch.randn", torch.randn(n, generator
           f"{stats.kstest(z, 'norm').pvalue:>12.3g}")
 print(f"correlation of z1 and z2: {np.corrcoef(z1.numpy(), z2.numpy())[0, 1]:.4f}")
 
-fig, (ax_hist, ax_pair) = plt.subplots(1, 2, figsize=(11, 4))
+fig, (ax_hist, ax_pair) = subplots(1, 2, figsize=(11, 4))
 grid = np.linspace(-4.5, 4.5, 200)
 ax_hist.hist(z1.numpy(), bins=90, density=True, alpha=0.6, label="$z_1$ from Box–Muller")
 ax_hist.hist(broken.numpy(), bins=90, density=True, alpha=0.4, label="without the factor 2")
@@ -1018,6 +1032,263 @@ for _dev in devices():
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ### Another decoder: Gaussian pixels and the squared error
+#
+# Our decoder treats every pixel as a coin flip with probability $\operatorname{sigmoid}(\ell_i)$.
+# Many VAE implementations score reconstructions with the **squared error** instead, and that too
+# is a negative log-likelihood — of a different decoder. Let the decoder output a mean image
+# $\hat x = d_\theta(z)$ and model each pixel as that mean plus Gaussian noise of a *fixed*
+# standard deviation $\sigma$:
+#
+# $$p_\theta(x \mid z) = \mathcal N\big(x;\ \hat x,\ \sigma^2 I\big)
+#   = \prod_{i=1}^{D} \frac{1}{\sigma\sqrt{2\pi}}
+#     \exp\!\Big(-\frac{(x_i - \hat x_i)^2}{2\sigma^2}\Big).$$
+#
+# Take $-\log$ of one factor: the exponential gives back its exponent, the normalizer gives a log.
+#
+# $$-\log \mathcal N(x_i;\ \hat x_i,\ \sigma^2) = \frac{(x_i - \hat x_i)^2}{2\sigma^2}
+#   + \log\sigma + \tfrac12 \log(2\pi).$$
+#
+# The pixels are independent given $z$, so the $D = 784$ terms add up:
+#
+# $$-\log \mathcal N(x;\ \hat x,\ \sigma^2 I) = \frac{\lVert x - \hat x\rVert^2}{2\sigma^2}
+#   + D\log\sigma + \frac D2 \log(2\pi).$$
+#
+# **Where β hides.** Put this into the negative ELBO and write $\lambda = 1/(2\sigma^2)$:
+#
+# $$-\text{ELBO} = \lambda\,\mathbb E_{q}\lVert x - \hat x\rVert^2 + \mathrm{KL} + C
+#   = \lambda\Big(\mathbb E_{q}\lVert x - \hat x\rVert^2 + \tfrac1\lambda\,\mathrm{KL}\Big) + C,
+#   \qquad C = D \log\big(\sigma\sqrt{2\pi}\big).$$
+#
+# With $\sigma$ fixed, $C$ does not depend on the networks, and multiplying a loss by the positive
+# number $1/\lambda$ does not move its minimum. So training a VAE with the **summed squared error
+# plus $\beta$ times the KL** is exactly maximizing the ELBO of a Gaussian decoder with
+# $\beta = 1/\lambda = 2\sigma^2$. The weight on the reconstruction, $\lambda$, plays the role of
+# $1/\beta$: choosing $\beta$ *is* choosing how much noise the decoder assumes. A small $\sigma$
+# (sharp pixels) means a small $\beta$ and a nearly deterministic autoencoder; a large $\sigma$
+# means that the decoder explains most of the image away as noise, the KL wins, and the
+# reconstructions blur.
+#
+# **Reading the slides.** One deck writes this decoder as $\mathcal N(d(h), \sigma I)$, with $\sigma$
+# in the place of the covariance, and then folds $1/(2\sigma^2)$ into a weight $\lambda$; with
+# $\sigma$ read as a standard deviation (its $\log\mathcal N$ line has $\sigma\sqrt{2\pi}$ in front)
+# that is the derivation above. The deck on losses writes Gaussian regression noise as
+# $\mathcal N(t \mid y, \beta^{-1})$: there $\beta$ is a **precision**, $1/\sigma^2$, not the weight
+# of the KL. In that notation the β-VAE weight is $2/\beta_{\text{precision}}$.
+#
+# **A common shortcut, read as a likelihood.** `F.mse_loss(x_hat, x)` averages over all 784 pixels
+# (and the batch): adding the KL to it weighs the squared error by $\lambda = 1/784$, a decoder
+# with $\sigma^2 = 392$, $\sigma \approx 19.8$, on pixels that live in $[0, 1]$. It assumes noise
+# twenty times larger than the whole pixel range, so the KL dominates and the model says little
+# about each image — the same $\beta = 784$ as the mean-reduced BCE above.
+#
+# **MSE or BCE?** Both are likelihoods; they differ in what they assume about a pixel.
+#
+# | | Bernoulli decoder (BCE) | Gaussian decoder (squared error) |
+# |---|---|---|
+# | a pixel is | 0 or 1, with probability $\operatorname{sigmoid}(\ell_i)$ | $\hat x_i$ plus noise of standard deviation $\sigma$ |
+# | suits | nearly binary images (MNIST) | real-valued data, natural images |
+# | gradient of one pixel's term | $\operatorname{sigmoid}(\ell_i) - x_i$ with respect to the logit | $(\hat x_i - x_i)/\sigma^2$ with respect to the mean |
+# | weight against the KL | fixed by the model ($\beta = 1$) | a free knob, $\beta = 2\sigma^2$ |
+#
+# One warning when you compare numbers: the Gaussian term is a *density*, which can exceed 1. With
+# $\sigma = 0.1$ a good reconstruction has a **negative** negative log-likelihood, while the BCE of
+# grey-level pixels never drops below their entropy. Nats from different likelihoods cannot be
+# compared with each other.
+#
+# ## Exercise 6 · `gaussian_nll` (3 + 1 points)
+#
+# **Your task.** Write `gaussian_nll(x, x_hat, sigma)`: the exact
+# $-\log\mathcal N(x;\ \hat x,\ \sigma^2 I)$ of each image — **summed** over its pixels (every
+# dimension after the first), **including the constant** — then averaged over the batch. Return a
+# 0-d tensor that keeps the graph to `x_hat` (the loss of a Gaussian decoder must train it).
+#
+# * `sigma` is the **standard deviation**: a positive number, or a tensor of positive values that
+#   broadcasts against `x` (one $\sigma$ per pixel, for instance). `torch.as_tensor(sigma,
+#   dtype=x.dtype, device=x.device)` turns either into a tensor you can take `torch.log` of.
+# * Write the formula with tensor operations: the tests check it against
+#   `torch.distributions.Normal(x_hat, sigma).log_prob(x)`, so do not use that one here.
+# * Dividing before squaring, `((x - x_hat) / sigma) ** 2`, stays finite for a very small $\sigma$
+#   where `sigma ** 2` would underflow to 0.
+# * Raise a `ValueError` when `x` and `x_hat` differ in shape and when `sigma` is not positive
+#   (1 point, in a test cell of its own).
+# %% solution gaussian_nll
+def gaussian_nll(x, x_hat, sigma):
+    """-log N(x; x_hat, sigma^2 I) per image (summed over pixels), averaged over the batch."""
+    ### BEGIN SOLUTION
+    if x.shape != x_hat.shape:
+        raise ValueError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and "
+                         f"{tuple(x_hat.shape)}")
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if not bool((sigma > 0).all()):
+        raise ValueError("sigma is a standard deviation and must be positive")
+    per_pixel = 0.5 * ((x - x_hat) / sigma) ** 2 + torch.log(sigma) + 0.5 * math.log(2 * math.pi)
+    return per_pixel.flatten(start_dim=1).sum(dim=1).mean()
+    ### END SOLUTION
+
+# %% test test_gaussian_nll points=3
+import math
+import torch
+import torch.nn.functional as F
+from torch.distributions import Normal
+from genlab.testing import CheckFailed, check_close, check_tensor, devices, forbid_distributions
+
+
+def _nll_mistakes(x, x_hat, sigma):
+    """What typical mistakes return, computed in float64 from the same inputs."""
+    x, x_hat = x.detach().double().cpu(), x_hat.detach().double().cpu()
+    s = torch.as_tensor(sigma, dtype=torch.float64).cpu().expand_as(x)
+    sq, log_s, half_log_2pi = (x - x_hat) ** 2, torch.log(s), 0.5 * math.log(2 * math.pi)
+
+    def per_image(terms):
+        return terms.flatten(1).sum(1).mean()
+
+    exact = sq / (2 * s ** 2) + log_s + half_log_2pi
+    return {
+        "the constant log(sigma) + log(2 pi)/2 per pixel dropped: gaussian_nll is the exact "
+        "negative log-likelihood, normalizer included": per_image(sq / (2 * s ** 2)),
+        "the log(2 pi)/2 per pixel dropped: keep the whole normalizer": per_image(sq / (2 * s ** 2) + log_s),
+        "the log(sigma) per pixel dropped: the normalizer 1/(sigma sqrt(2 pi)) depends on sigma":
+            per_image(sq / (2 * s ** 2) + half_log_2pi),
+        "sigma used as the variance: sigma is the standard deviation, the variance is sigma^2":
+            per_image(sq / (2 * s) + 0.5 * log_s + half_log_2pi),
+        "sigma squared twice (sigma^4 in the denominator, or log(sigma^2) with a variance "
+        "passed in)": per_image(sq / (2 * s ** 4) + 2 * log_s + half_log_2pi),
+        "log(sigma^2) instead of log(sigma): the normalizer is 1/(sigma sqrt(2 pi))":
+            per_image(sq / (2 * s ** 2) + 2 * log_s + half_log_2pi),
+        "a missing 1/2 in front of the squared error: (x - x_hat)^2 / (2 sigma^2)":
+            per_image(sq / s ** 2 + log_s + half_log_2pi),
+        "the mean over the pixels instead of the sum: the pixels are independent, so their "
+        "log-likelihoods add up": exact.flatten(1).mean(1).mean(),
+        "the sum over the batch instead of the mean": exact.flatten(1).sum(),
+        "a sign error: the negative log-likelihood of a good reconstruction with a large sigma "
+        "is positive; return -log N": -per_image(exact),
+        "F.mse_loss (a mean squared error) is not the negative log-likelihood": sq.mean(),
+        "the summed squared error alone: divide by 2 sigma^2 and add the normalizer":
+            per_image(sq),
+        "F.gaussian_nll_loss with its defaults (full=False drops log(2 pi)/2, reduction='mean' "
+        "averages over the pixels)": (0.5 * (sq / s ** 2 + 2 * log_s)).mean(),
+    }
+
+
+def _nll_check(sigma, n=5, shape=(1, 28, 28), seed=0, dtype=torch.float32, device="cpu", what=None):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g, dtype=dtype).to(device)
+    x_hat = torch.rand(n, *shape, generator=g, dtype=dtype).to(device)
+    label = f"sigma={sigma}" if not isinstance(sigma, torch.Tensor) else f"sigma of shape {tuple(sigma.shape)}"
+    what = what or f"gaussian_nll(x, x_hat, {label}) for {n} images of shape {shape} ({dtype})"
+    with forbid_distributions(what):
+        got = attempt(what, gaussian_nll, x, x_hat, sigma)
+    check_tensor(got, what, floating=True, device=device)
+    if got.dim() != 0:
+        raise CheckFailed(f"{what}: got shape {tuple(got.shape)}, expected a 0-d tensor\n  Hint: "
+                          "sum over the pixels of each image, then take the mean over the batch")
+    s = torch.as_tensor(sigma, dtype=torch.float64).cpu()
+    expected = -Normal(x_hat.double().cpu(), s.expand(x.shape)).log_prob(x.double().cpu())
+    expected = expected.flatten(1).sum(1).mean()
+    check_close(got.double().cpu(), expected, what, atol=1e-3, rtol=1e-5,
+                mistakes=_nll_mistakes(x, x_hat, sigma))
+    return got
+
+
+_nll_check(0.3)
+_nll_check(0.05, seed=1)
+# A good reconstruction under a small sigma: a density above 1, so the value is negative.
+_x = torch.full((2, 1, 2, 2), 0.5)
+check_close(attempt("gaussian_nll(x, x, sigma=0.1)", gaussian_nll, _x, _x.clone(), 0.1),
+            torch.tensor(4 * (math.log(0.1) + 0.5 * math.log(2 * math.pi))),
+            "gaussian_nll(x, x, sigma=0.1) for two 2x2 images: 4 (log 0.1 + log(2 pi)/2) = -5.53",
+            atol=1e-4, rtol=1e-6, mistakes=_nll_mistakes(_x, _x, 0.1))
+_x_hat = torch.rand(3, 1, 28, 28, requires_grad=True)
+_what = "gaussian_nll(x, x_hat, 0.2) when x_hat requires gradients"
+_loss = attempt(_what, gaussian_nll, torch.rand(3, 1, 28, 28), _x_hat, 0.2)
+if not (isinstance(_loss, torch.Tensor) and _loss.requires_grad):
+    raise CheckFailed(f"{_what}: the result is cut off from autograd\n  Hint: do not call .item(), "
+                      ".detach() or torch.tensor(...) on the result; return the tensor itself")
+### BEGIN HIDDEN TESTS
+_nll_check(2.0, seed=2, dtype=torch.float64)
+_nll_check(0.7, n=1, seed=3)
+_nll_check(0.4, n=4, shape=(3, 5, 5), seed=4)
+_nll_check(1.5, n=6, shape=(10,), seed=5)
+_nll_check(torch.tensor(0.25), seed=6, what="gaussian_nll(x, x_hat, sigma=torch.tensor(0.25))")
+_nll_check(0.1 + torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(7)), seed=7,
+           what="gaussian_nll(x, x_hat, sigma) with one sigma per pixel, shape (1, 1, 28, 28)")
+_nll_check(1e-20, n=2, shape=(1, 2, 2), seed=8, dtype=torch.float64,
+           what="gaussian_nll(x, x_hat, sigma=1e-20) in float64 (sigma^2 = 1e-40)")
+for _dev in devices():
+    _nll_check(0.3, seed=9, device=_dev, what=f"gaussian_nll on {_dev.type}")
+### END HIDDEN TESTS
+
+# %% test test_gaussian_nll_errors points=1
+import torch
+from genlab.testing import check_raises
+
+check_raises(lambda: gaussian_nll(torch.rand(3, 1, 28, 28), torch.rand(2, 1, 28, 28), 0.5),
+             ValueError, "gaussian_nll with x (3, 1, 28, 28) and x_hat (2, 1, 28, 28)",
+             hint="compare x.shape with x_hat.shape and raise ValueError when they differ")
+check_raises(lambda: gaussian_nll(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28), 0.0),
+             ValueError, "gaussian_nll(x, x_hat, sigma=0)",
+             hint="sigma is a standard deviation: raise ValueError unless it is positive")
+### BEGIN HIDDEN TESTS
+check_raises(lambda: gaussian_nll(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4), -0.5),
+             ValueError, "gaussian_nll(x, x_hat, sigma=-0.5)",
+             hint="sigma is a standard deviation: raise ValueError unless it is positive")
+check_raises(lambda: gaussian_nll(torch.rand(4, 1, 4, 4), torch.rand(1, 1, 4, 4), 0.5),
+             ValueError, "gaussian_nll with x (4, 1, 4, 4) and x_hat (1, 1, 4, 4)",
+             hint="compare x.shape with x_hat.shape and raise ValueError when they differ, even "
+                  "when the two shapes would broadcast")
+check_raises(lambda: gaussian_nll(torch.rand(2, 1, 2, 2), torch.rand(2, 1, 2, 2),
+                                  torch.tensor([[[[0.5, 0.5], [0.0, 0.5]]]])),
+             ValueError, "gaussian_nll with a sigma per pixel that has a 0",
+             hint="every value of a sigma tensor must be positive: check (sigma > 0).all()")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### The β-VAE in disguise, checked
+#
+# The derivation says: for a fixed $\sigma$, $2\sigma^2$ times the Gaussian negative ELBO equals
+# the summed squared error plus $\beta = 2\sigma^2$ times the KL, up to the constant
+# $2\sigma^2 D\log(\sigma\sqrt{2\pi})$ — so the two losses have the same gradients up to the factor
+# $2\sigma^2$, and gradient descent on one is gradient descent on the other with a rescaled learning
+# rate. The cell checks it on a fresh conv VAE (your `VAE`) and one batch of test digits: the same
+# $z$ for both losses, the decoder mean $\hat x = \operatorname{sigmoid}(\ell)$, gradients with
+# respect to every weight.
+# %% demo
+torch.manual_seed(0)
+check_model = VAE(20)
+check_batch = x_test_all[:64]
+check_logits, check_mu, check_logvar = check_model(check_batch)   # one z, shared by both losses
+x_mean = torch.sigmoid(check_logits)
+kl_term = kl_to_standard_normal(check_mu, check_logvar).mean()
+sse = (check_batch - x_mean).pow(2).flatten(1).sum(1).mean()
+params = list(check_model.parameters())
+pixels = check_batch[0].numel()
+print(f"{'sigma':>7}{'lambda':>10}{'beta':>9}{'2s^2(-ELBO) - (SSE + beta KL)':>31}"
+      f"{'2s^2 D log(s sqrt(2pi))':>26}{'largest gradient gap':>22}")
+for sigma in [0.05, 0.1, 0.3, 1.0]:
+    beta = 2 * sigma ** 2
+    gaussian_elbo = gaussian_nll(check_batch, x_mean, sigma) + kl_term   # the negative ELBO
+    weighted = sse + beta * kl_term                                 # the beta-weighted loss
+    grads_elbo = torch.autograd.grad(gaussian_elbo, params, retain_graph=True)
+    grads_weighted = torch.autograd.grad(weighted, params, retain_graph=True)
+    gap = max(((beta * a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+              for a, b in zip(grads_elbo, grads_weighted))
+    constant = beta * pixels * math.log(sigma * math.sqrt(2 * math.pi))
+    print(f"{sigma:>7}{1 / beta:>10.1f}{beta:>9.4f}{(beta * gaussian_elbo - weighted).item():>31.2f}"
+          f"{constant:>26.2f}{gap:>22.1e}")
+print(f"F.mse_loss + KL weighs the squared error by 1/{pixels}: sigma = sqrt({pixels}/2) = "
+      f"{math.sqrt(pixels / 2):.1f}, beta = {pixels}")
+
+# %% [markdown]
+# What to look for. In every row the two middle columns agree (up to float32 rounding): the
+# difference of the two losses is the constant, whatever the weights of the network. The last
+# column, the largest relative difference between $2\sigma^2\,\nabla(-\text{ELBO})$ and
+# $\nabla(\text{SSE} + \beta\,\text{KL})$ over all weights, is at the level of float32
+# rounding (a few times $10^{-6}$ or below): the gradients are the same. Going down the table,
+# $\sigma$ grows, the weight $\lambda$ on the squared error shrinks and $\beta$ grows — from
+# $0.005$ at $\sigma = 0.05$ to $2$ at $\sigma = 1$. Part 7 trains models at several $\beta$ and
+# shows what that knob does to reconstructions and samples.
+# %% [markdown]
 # ## Part 5 · Training on MNIST
 #
 # Everything comes together: your `VAE`, trained with your `elbo_loss` by genlab's training loop.
@@ -1074,7 +1345,7 @@ for name, r in results.items():
 vae = models["conv VAE (yours)"]
 
 # %% demo
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+fig, axes = subplots(1, 3, figsize=(15, 3.8))
 for ax, key, label in zip(axes, ["loss", "recon", "kl"],
                           ["negative ELBO", "reconstruction", "KL"]):
     curves = {name: (h.epoch_losses if key == "loss" else h.metrics[key])
@@ -1135,7 +1406,7 @@ show_rows({"test digit": examples,
 # the pixel *probabilities*, the mean of the Bernoulli decoder; sampling black-and-white pixels from
 # them would add salt-and-pepper noise.)
 #
-# ## Exercise 6 · `sample_prior` (2 points)
+# ## Exercise 7 · `sample_prior` (2 points)
 #
 # **Your task.** Write `sample_prior(model, n, generator=None)`: draw `n` codes of size
 # `model.latent_dim` from the standard normal prior and return `torch.sigmoid(model.decode(z))`,
@@ -1257,7 +1528,7 @@ for name, model in models.items():
 # Compare that with a blend of the two *images*, which is two half-transparent digits on top of each
 # other.
 #
-# ## Exercise 7 · `interpolate` (3 points)
+# ## Exercise 8 · `interpolate` (3 points)
 #
 # **Your task.** Write `interpolate(model, x_a, x_b, steps)`: encode the two images (each `(1, 28,
 # 28)` or `(1, 1, 28, 28)`), take their posterior **means** $\mu_a, \mu_b$ (not sampled codes: the
@@ -1421,7 +1692,7 @@ show_images(manifold, nrow=15, title="The learnt 2-D manifold, beta = 1 (Kingma 
 # each decoder draws on a regular grid over $[-2.5, 2.5]^2$ — the region the prior samples from.
 # %% demo
 circle = np.linspace(0, 2 * np.pi, 200)
-fig, axes = plt.subplots(2, len(BETAS), figsize=(5.2 * len(BETAS), 9.6))
+fig, axes = subplots(2, len(BETAS), figsize=(5.2 * len(BETAS), 9.6))
 with torch.no_grad():
     for ax, ax_grid, beta in zip(axes[0], axes[1], BETAS):
         mu, _ = models_2d[beta].encode(x_test.to(device))
@@ -1448,7 +1719,7 @@ show_rows(rows, title="The same test digits and the same prior codes for three v
 # term ("rate" and "distortion" in information-theory language). Lowering $\beta$ buys lower
 # reconstruction error with more nats in the code.
 # %% demo
-fig, (ax_bars, ax_rd) = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, (ax_bars, ax_rd) = subplots(1, 2, figsize=(11, 3.8))
 plot_bars([results_2d[b]["recon"] for b in BETAS], labels=[f"beta = {b}" for b in BETAS],
           ylabel="test reconstruction (nats)", ax=ax_bars)
 ax_bars.set_ylim(min(results_2d[b]["recon"] for b in BETAS) * 0.9, None)
@@ -1506,6 +1777,9 @@ for beta in BETAS:
 #   $\tfrac12\sum(\mu^2 + e^{\texttt{logvar}} - 1 - \texttt{logvar})$ in the KL. A Monte Carlo
 #   estimate from your own sampler proves the two agree.
 # * The decoder returns logits; `binary_cross_entropy_with_logits` applies the sigmoid stably.
+# * The squared error is the negative log-likelihood of a Gaussian decoder with a fixed $\sigma$,
+#   up to the scale $\lambda = 1/(2\sigma^2)$ and the constant $D\log(\sigma\sqrt{2\pi})$: an
+#   MSE-VAE is a β-VAE with $\beta = 2\sigma^2$, and a mean over pixels hides a $\beta$ of 784.
 # * A conv VAE beats the MLP VAE of pytorch/examples at equal epochs on the same data. Its prior
 #   samples are digits, its 2-D latent plane is a continuous map of digit shapes, and straight
 #   lines between codes decode to plausible transitions.

@@ -1,3 +1,13 @@
+# %%
+# On Google Colab only: install genlab, the course's helper library, from the course repository.
+# (Colab has PyTorch and the other packages already; --no-deps keeps its versions.)
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "genlab @ git+https://github.com/genlab-course/genlab"], check=True)
+
 # %% [markdown]
 # # Lab 5 · The KL divergence: what the VAE's second term really measures
 #
@@ -79,7 +89,7 @@ torch.set_printoptions(precision=4, sci_mode=False)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from genlab.plotting import show
+from genlab.plotting import show, subplots
 
 F64 = torch.float64
 
@@ -112,7 +122,7 @@ p_pdf, q_pdf = normal_pdf(xs, 1.0, 0.5), normal_pdf(xs, 0.0, 1.0)
 integrand = p_pdf * np.log(p_pdf / q_pdf)
 area = np.trapezoid(integrand, xs)
 
-fig, (ax_d, ax_i) = plt.subplots(1, 2, figsize=(12, 3.8))
+fig, (ax_d, ax_i) = subplots(1, 2, figsize=(12, 3.8))
 ax_d.plot(xs, p_pdf, label="$p = \\mathcal{N}(1, 0.5^2)$")
 ax_d.plot(xs, q_pdf, label="$q = \\mathcal{N}(0, 1)$")
 ax_d.set_title("two Gaussians")
@@ -312,7 +322,7 @@ print(f"4. |KL(p || q) - KL(q || p)|: median {(mine - swapped).abs().median().it
 # %% demo
 sigmas = torch.logspace(-1.5, 1, 200, dtype=F64)
 zero, one = torch.zeros((), dtype=F64), torch.ones((), dtype=F64)
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, ax = subplots(figsize=(7, 4))
 ax.plot(sigmas, kl_univariate(zero, sigmas, zero, one), label="KL( N(0, σ²) ‖ N(0, 1) )")
 ax.plot(sigmas, kl_univariate(zero, one, zero, sigmas), label="KL( N(0, 1) ‖ N(0, σ²) )")
 ax.set_xscale("log")
@@ -623,7 +633,7 @@ runs = [kl_monte_carlo(q_demo, p_demo, N_PER_RUN, generator=torch.Generator().ma
 run_estimates = np.array([float(e) for e, _ in runs])
 mean_se = np.mean([float(s) for _, s in runs])
 
-fig, (ax_n, ax_h) = plt.subplots(1, 2, figsize=(13, 4.2))
+fig, (ax_n, ax_h) = subplots(1, 2, figsize=(13, 4.2))
 ax_n.errorbar(sizes, estimates, yerr=2 * errors, fmt="o", capsize=3, label="estimate ± 2 SE")
 ax_n.axhline(exact, color="black", ls="--", label=f"closed form {exact:.6f}")
 ax_n.set_xscale("log")
@@ -687,7 +697,7 @@ fitted = {name: fit_gaussian(target, direction, mu0=start)
 xs = torch.linspace(-7, 7, 800, dtype=F64)
 m_grid = torch.linspace(-5, 5, 81, dtype=F64)
 s_grid = torch.logspace(-0.8, 0.8, 61, dtype=F64)
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained")
+fig, axes = subplots(1, 3, figsize=(16, 4.4))
 axes[0].fill_between(xs, target.log_prob(xs).exp(), color="grey", alpha=0.35, label="target p")
 for name, (direction, _, colour) in fits.items():
     m, s = fitted[name]
@@ -1197,7 +1207,7 @@ mean_field_var = 1 / torch.diag(torch.linalg.inv(cov_c))          # best diagona
 best_gap = kl_divergence(MultivariateNormal(mean_c, torch.diag_embed(mean_field_var[None])),
                          MultivariateNormal(mean_c, cov_c)).item()
 
-fig, (ax_l, ax_r, ax_e) = plt.subplots(1, 3, figsize=(17, 4.3))
+fig, (ax_l, ax_r, ax_e) = subplots(1, 3, figsize=(17, 4.3))
 ax_l.plot(ts.squeeze(), path_elbo.detach(), label="ELBO(q)")
 ax_l.axhline(evidence_d, color="black", ls="--", label="log p(x)")
 ax_l.fill_between(ts.squeeze(), path_elbo.detach(), evidence_d, color="tab:orange", alpha=0.3,

@@ -1,3 +1,13 @@
+# %%
+# On Google Colab only: install genlab, the course's helper library, from the course repository.
+# (Colab has PyTorch and the other packages already; --no-deps keeps its versions.)
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "genlab @ git+https://github.com/genlab-course/genlab"], check=True)
+
 # %% [markdown]
 # # Lab 6 · β-VAE: disentangled factors, measured
 #
@@ -107,7 +117,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from genlab import dsprites
-from genlab.plotting import plot_bars, plot_curves, show, show_images, show_rows
+from genlab.plotting import plot_bars, plot_curves, show, show_images, show_rows, subplots
 from genlab.widgets import latent_traversal_widget
 
 
@@ -139,7 +149,7 @@ print("factor classes of the first four:\n", c_random[:4])
 # centre of mass follows the position factors along straight lines.
 # %% demo
 values = dsprites.factor_values()
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+fig, axes = subplots(1, 3, figsize=(13, 3.6))
 for shape, name in enumerate(dsprites.SHAPES):
     area = dsprites.render_classes(factor_walk([shape, 0, 0, 15, 15], 1, range(6))).sum((1, 2, 3))
     axes[0].plot(values["scale"], area, marker="o", label=name)
@@ -489,7 +499,7 @@ for beta in BETAS:
           f"({histories[beta].seconds:.0f} s, {histories[beta].images_per_second:.0f} images/s)")
 
 # %% demo
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+fig, axes = subplots(1, 2, figsize=(12, 3.8))
 plot_curves({f"beta = {b:g}": h.metrics["recon"] for b, h in histories.items()}, ylabel="nats",
             title="reconstruction (cross-entropy per image)", ax=axes[0])
 plot_curves({f"beta = {b:g}": h.metrics["kl"] for b, h in histories.items()}, ylabel="nats",
@@ -522,7 +532,7 @@ for beta, model in models.items():
     kl_dims[beta] = kl_per_dimension(mu_all, logvar_all)
     units[beta] = active_units(mu_all)
 
-fig, axes = plt.subplots(1, len(BETAS), figsize=(4.2 * len(BETAS), 3.4), sharey=True)
+fig, axes = subplots(1, len(BETAS), figsize=(4.2 * len(BETAS), 3.4), sharey=True)
 for ax, beta in zip(np.atleast_1d(axes), BETAS):
     plot_bars(kl_dims[beta], xlabel="latent dimension", ylabel="KL (nats)", ax=ax,
               title=f"beta = {beta:g}: {units[beta]} active units")
@@ -966,7 +976,7 @@ for name, c in [("one factor per dimension", perfect), ("positions rotated by 45
 # cell per column and the rest dark.
 # %% demo
 mig = {beta: mutual_information_gap(codes[beta], classes_eval) for beta in BETAS}
-fig, axes = plt.subplots(1, len(BETAS), figsize=(4.3 * len(BETAS), 4.2))
+fig, axes = subplots(1, len(BETAS), figsize=(4.3 * len(BETAS), 4.2))
 for ax, beta in zip(np.atleast_1d(axes), BETAS):
     m = mutual_info_matrix(codes[beta], classes_eval)
     normalized = (m / m.new_tensor(np.log(dsprites.FACTOR_SIZES)).clamp_min(1e-12)).numpy()
@@ -1002,7 +1012,7 @@ for beta in BETAS:
     print(f"{beta:>6g}{h.metrics['recon'][-1]:>15.1f}{h.metrics['kl'][-1]:>11.2f}{units[beta]:>14d}"
           f"{mig[beta]:>8.3f}{scores[beta]['eval_accuracy']:>15.3f}")
 
-fig, ax = plt.subplots(figsize=(5.5, 4))
+fig, ax = subplots(figsize=(5.5, 4))
 ax.plot([histories[b].metrics["recon"][-1] for b in BETAS], [mig[b] for b in BETAS], marker="o")
 for beta in BETAS:
     ax.annotate(f"beta = {beta:g}", (histories[beta].metrics["recon"][-1], mig[beta]),

@@ -1,3 +1,13 @@
+# %%
+# On Google Colab only: install genlab, the course's helper library, from the course repository.
+# (Colab has PyTorch and the other packages already; --no-deps keeps its versions.)
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "genlab @ git+https://github.com/genlab-course/genlab"], check=True)
+
 # %% [markdown]
 # # Lab 7 · DCGAN: two networks that learn by playing against each other
 #
@@ -113,7 +123,7 @@ import numpy as np
 
 from genlab.data import load_mnist
 from genlab.dcgan import from_gan_range, to_gan_range
-from genlab.plotting import plot_bars, plot_curves, show, show_images, show_rows
+from genlab.plotting import plot_bars, plot_curves, show, show_images, show_rows, subplots
 
 x_train_all, y_train_all = load_mnist("train")
 x_test_all, y_test_all = load_mnist("test")
@@ -267,7 +277,7 @@ for _dev in devices():
 # The next cell plots both losses and their slopes against the logit.
 # %% demo
 logit = torch.linspace(-8, 8, 401)
-fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(12, 4))
+fig, (ax_loss, ax_grad) = subplots(1, 2, figsize=(12, 4))
 ax_loss.plot(logit, -F.softplus(logit), label="saturating: log(1 - D)  (minimize)")
 ax_loss.plot(logit, F.softplus(-logit), label="non-saturating: -log D  (minimize)")
 ax_grad.plot(logit, -torch.sigmoid(logit), label="saturating")
@@ -1036,7 +1046,7 @@ def smooth(values, width=25):
     return np.convolve(values, np.ones(width) / width, mode="valid")
 
 
-fig, ax = plt.subplots(figsize=(10, 4))
+fig, ax = subplots(figsize=(10, 4))
 steps = np.arange(1, len(history.d_losses) + 1) / history.steps_per_epoch
 for name, values in [("discriminator loss $L_D$", history.d_losses),
                      ("generator loss $L_G$", history.g_losses)]:
@@ -1147,7 +1157,7 @@ real_quality = sample_quality(x_train[:N_EVAL])
 print(f"real training digits: {real_quality}")
 print(f"untrained generator:  {baseline}")
 print(f"trained DCGAN:        {quality}")
-fig, ax = plt.subplots(figsize=(8, 3.5))
+fig, ax = subplots(figsize=(8, 3.5))
 plot_bars(100 * quality.coverage, labels=range(10), xlabel="predicted digit",
           ylabel="% of samples", title="Class coverage of the DCGAN's samples", ax=ax)
 ax.axhline(10, color="grey", ls="--", label="uniform (10%)")

@@ -34,11 +34,23 @@ def _draw(x, generator, normal=False, shape=None):
     return fn(shape or x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
 
 
-def _check_inputs(x, level, upper=1.0):
-    if not x.is_floating_point():
+def _check_inputs(x, level, upper=1.0, check=True):
+    """The input checks; ``check`` True (both), False (none), "type" or "range" (only that one)."""
+    if check in (True, "type") and not x.is_floating_point():
         raise TypeError("x must be floating point")
-    if level < 0 or (upper is not None and level > upper):
+    if check in (True, "range") and (level < 0 or (upper is not None and level > upper)):
         raise ValueError("level out of range")
+
+
+# Input validation is graded in its own test cell (test_<name>_errors): a function that computes
+# the right thing without the checks earns the math points and loses only the errors point.
+ERRORS_CELLS = [e for e in EXERCISES if f"test_{e}_errors" in POINTS]
+
+
+def test_the_input_checks_have_their_own_cells():
+    assert ERRORS_CELLS == ["add_gaussian_noise", "add_masking_noise", "add_salt_and_pepper_noise",
+                            "psnr", "roc_auc"]
+    assert all(POINTS[f"test_{e}_errors"] == 1 for e in ERRORS_CELLS)
 
 
 # ------------------------------------------- model solutions (common checks: test_lab_cells.py)
@@ -67,6 +79,12 @@ def test_stub_fails_with_a_clear_message(lab, name):
     assert "Traceback" not in msg
 
 
+@pytest.mark.parametrize("name", ERRORS_CELLS)
+def test_stub_fails_the_errors_cell(lab, name):
+    msg = lab.fails_with(f"test_{name}_errors", "got NotImplementedError", **{name: stub})
+    assert "Traceback" not in msg
+
+
 @pytest.mark.parametrize("name", ["add_gaussian_noise", "add_masking_noise",
                                   "add_salt_and_pepper_noise", "psnr", "anomaly_scores"])
 def test_always_equal_tensors_fail(lab, name):
@@ -85,8 +103,7 @@ def test_always_equal_numbers_fail(lab, name):
 def _gaussian(scale=lambda s: s, clamp=(0.0, 1.0), noise_shape=None, ignore_generator=False,
               uniform=False, in_place=False, reseed=False, check=True):
     def add_gaussian_noise(x, sigma, generator=None):
-        if check:
-            _check_inputs(x, sigma, upper=None)
+        _check_inputs(x, sigma, upper=None, check=check)
         if reseed:
             torch.manual_seed(0)
         g = None if ignore_generator or reseed else generator
@@ -113,7 +130,6 @@ GAUSSIAN_MISTAKES = [
     ("uniform noise (torch.rand)", dict(uniform=True)),
     ("does not depend on the generator's seed", dict(reseed=True)),
     ("x after calling", dict(in_place=True)),
-    ("expected ValueError", dict(check=False)),
 ]
 
 
@@ -124,6 +140,21 @@ def test_gaussian_mistakes_are_named(lab, phrase, flags):
 
 def test_gaussian_helper_without_mistakes_passes(lab):
     lab.run("test_add_gaussian_noise", add_gaussian_noise=_gaussian())
+    lab.run("test_add_gaussian_noise_errors", add_gaussian_noise=_gaussian())
+
+
+INPUT_CHECK_MISTAKES = [   # (check=..., phrase): no checks, or only one of the two
+    (False, "expected ValueError, but nothing was raised"),
+    ("type", "expected ValueError, but nothing was raised"),
+    ("range", "expected TypeError"),
+]
+
+
+@pytest.mark.parametrize("check, phrase", INPUT_CHECK_MISTAKES, ids=["none", "type only", "range only"])
+def test_gaussian_without_input_checks_earns_the_math_points_only(lab, check, phrase):
+    noise = _gaussian(check=check)
+    lab.run("test_add_gaussian_noise", add_gaussian_noise=noise)
+    lab.fails_with("test_add_gaussian_noise_errors", phrase, add_gaussian_noise=noise)
 
 
 def test_gaussian_alternative_with_torch_normal_passes(lab):
@@ -137,6 +168,7 @@ def test_gaussian_alternative_with_torch_normal_passes(lab):
                              device=where, dtype=x.dtype)
         return torch.clip(x + noise.to(x.device), min=0, max=1)
     lab.run("test_add_gaussian_noise", add_gaussian_noise=add_gaussian_noise)
+    lab.run("test_add_gaussian_noise_errors", add_gaussian_noise=add_gaussian_noise)
 
 
 # --------------------------------------------------------------------------- exercise 2: masking
@@ -144,8 +176,7 @@ def test_gaussian_alternative_with_torch_normal_passes(lab):
 def _masking(keep_with_p=False, dropout_scale=False, noise_shape=None, ignore_generator=False,
              multiply_by_u=False, check=True):
     def add_masking_noise(x, p, generator=None):
-        if check:
-            _check_inputs(x, p)
+        _check_inputs(x, p, check=check)
         shape = noise_shape(x) if noise_shape else None
         u = _draw(x, None if ignore_generator else generator, shape=shape)
         if multiply_by_u:
@@ -163,13 +194,31 @@ MASKING_MISTAKES = [
     ("the same mask for every image", dict(noise_shape=lambda x: (1, *x.shape[1:]))),
     ("ignoring the generator argument", dict(ignore_generator=True)),
     ("multiplying the pixels by the random numbers", dict(multiply_by_u=True)),
-    ("expected ValueError", dict(check=False)),
 ]
 
 
 @pytest.mark.parametrize("phrase, flags", MASKING_MISTAKES, ids=[m[0] for m in MASKING_MISTAKES])
 def test_masking_mistakes_are_named(lab, phrase, flags):
     lab.fails_with("test_add_masking_noise", phrase, add_masking_noise=_masking(**flags))
+
+
+@pytest.mark.parametrize("check, phrase", INPUT_CHECK_MISTAKES, ids=["none", "type only", "range only"])
+def test_masking_without_input_checks_earns_the_math_points_only(lab, check, phrase):
+    noise = _masking(check=check)
+    lab.run("test_add_masking_noise", add_masking_noise=noise)
+    lab.fails_with("test_add_masking_noise_errors", phrase, add_masking_noise=noise)
+
+
+def test_masking_checking_only_negative_p_fails_the_errors_cell(lab):
+    def add_masking_noise(x, p, generator=None):
+        if not x.is_floating_point():
+            raise TypeError("floating point only")
+        if p < 0:                               # forgets p > 1
+            raise ValueError("negative p")
+        return _masking(check=False)(x, p, generator)
+    lab.run("test_add_masking_noise", add_masking_noise=add_masking_noise)
+    lab.fails_with("test_add_masking_noise_errors", "add_masking_noise(x, p=1.5): expected ValueError",
+                   add_masking_noise=add_masking_noise)
 
 
 def test_masking_alternative_with_bernoulli_passes(lab):
@@ -182,14 +231,14 @@ def test_masking_alternative_with_bernoulli_passes(lab):
         keep = torch.bernoulli(torch.full(x.shape, 1.0 - p, device=where), generator=generator)
         return x * keep.to(x.device, x.dtype)
     lab.run("test_add_masking_noise", add_masking_noise=add_masking_noise)
+    lab.run("test_add_masking_noise_errors", add_masking_noise=add_masking_noise)
 
 
 # --------------------------------------------------------------------------- exercise 3: salt & pepper
 
 def _salt_pepper(mode="right", noise_shape=None, ignore_generator=False, check=True):
     def add_salt_and_pepper_noise(x, p, generator=None):
-        if check:
-            _check_inputs(x, p)
+        _check_inputs(x, p, check=check)
         g = None if ignore_generator else generator
         shape = noise_shape(x) if noise_shape else None
         u = _draw(x, g, shape=shape)
@@ -219,7 +268,6 @@ SALT_PEPPER_MISTAKES = [
     ("choosing salt with probability p instead of 1/2", dict(mode="salt_with_p")),
     ("the same noise pattern for every image", dict(noise_shape=lambda x: (1, *x.shape[1:]))),
     ("ignoring the generator argument", dict(ignore_generator=True)),
-    ("expected ValueError", dict(check=False)),
 ]
 
 
@@ -228,6 +276,13 @@ SALT_PEPPER_MISTAKES = [
 def test_salt_and_pepper_mistakes_are_named(lab, phrase, flags):
     lab.fails_with("test_add_salt_and_pepper_noise", phrase,
                 add_salt_and_pepper_noise=_salt_pepper(**flags))
+
+
+@pytest.mark.parametrize("check, phrase", INPUT_CHECK_MISTAKES, ids=["none", "type only", "range only"])
+def test_salt_and_pepper_without_input_checks_earns_the_math_points_only(lab, check, phrase):
+    noise = _salt_pepper(check=check)
+    lab.run("test_add_salt_and_pepper_noise", add_salt_and_pepper_noise=noise)
+    lab.fails_with("test_add_salt_and_pepper_noise_errors", phrase, add_salt_and_pepper_noise=noise)
 
 
 def test_salt_and_pepper_alternative_with_two_draws_passes(lab):
@@ -244,6 +299,7 @@ def test_salt_and_pepper_alternative_with_two_draws_passes(lab):
         out[hit] = salt[hit]
         return out
     lab.run("test_add_salt_and_pepper_noise", add_salt_and_pepper_noise=add_salt_and_pepper_noise)
+    lab.run("test_add_salt_and_pepper_noise_errors", add_salt_and_pepper_noise=add_salt_and_pepper_noise)
 
 
 # --------------------------------------------------------------------------- exercise 4: PSNR
@@ -278,9 +334,19 @@ def test_psnr_mistakes_are_named(lab, phrase, formula):
     lab.fails_with("test_psnr", phrase, psnr=_psnr(formula))
 
 
-def test_psnr_without_shape_check_fails(lab):
-    lab.fails_with("test_psnr", "expected ValueError",
-                psnr=_psnr(lambda mse, m, err: 10 * torch.log10(m ** 2 / mse), check=False))
+def test_psnr_without_shape_check_earns_the_math_points_only(lab):
+    unchecked = _psnr(lambda mse, m, err: 10 * torch.log10(m ** 2 / mse), check=False)
+    lab.run("test_psnr", psnr=unchecked)
+    lab.fails_with("test_psnr_errors", "expected ValueError", psnr=unchecked)
+
+
+def test_psnr_checking_only_the_batch_size_fails_the_errors_cell(lab):
+    def psnr(x_hat, x, max_val=1.0):
+        if len(x_hat) != len(x):                # lets (4, 1, 28, 28) against (4, 784) through
+            raise ValueError("batch sizes differ")
+        return denoising.psnr(x_hat, x, max_val) if x_hat.shape == x.shape else (x_hat - x).sum()
+    lab.run("test_psnr", psnr=psnr)
+    lab.fails_with("test_psnr_errors", "psnr with x_hat (4, 1, 28, 28) and x (4, 784)", psnr=psnr)
 
 
 def test_psnr_alternative_from_the_rmse_passes(lab):
@@ -290,6 +356,7 @@ def test_psnr_alternative_from_the_rmse_passes(lab):
         rmse = F.mse_loss(x_hat, x, reduction="none").reshape(len(x), -1).mean(1).sqrt()
         return 20 * torch.log10(max_val / rmse)
     lab.run("test_psnr", psnr=psnr)
+    lab.run("test_psnr_errors", psnr=psnr)
 
 
 # --------------------------------------------------------------------------- exercise 5: training step
@@ -411,13 +478,17 @@ AUC_MISTAKES = [
     ("the arguments swapped", dict(swap=True)),
     ("comparing each anomalous score only with the normal score at the same index", dict(zip_only=True)),
     ("forgetting .item()", dict(as_tensor=True)),
-    ("expected ValueError", dict(check=False)),
 ]
 
 
 @pytest.mark.parametrize("phrase, flags", AUC_MISTAKES, ids=[m[0] for m in AUC_MISTAKES])
 def test_roc_auc_mistakes_are_named(lab, phrase, flags):
     lab.fails_with("test_roc_auc", phrase, roc_auc=_auc(**flags))
+
+
+def test_roc_auc_without_empty_check_earns_the_math_points_only(lab):
+    lab.run("test_roc_auc", roc_auc=_auc(check=False))
+    lab.fails_with("test_roc_auc_errors", "expected ValueError", roc_auc=_auc(check=False))
 
 
 def test_roc_auc_alternative_from_ranks_passes(lab):
@@ -442,3 +513,4 @@ def test_roc_auc_alternative_from_ranks_passes(lab):
         u = ranks[len(s):].sum() - len(a) * (len(a) + 1) / 2
         return float(u / (len(s) * len(a)))
     lab.run("test_roc_auc", roc_auc=roc_auc)
+    lab.run("test_roc_auc_errors", roc_auc=roc_auc)

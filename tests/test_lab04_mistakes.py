@@ -54,6 +54,9 @@ def test_model_solutions_agree_with_the_reference(lab):
                                vae.sample_prior(reference, 4, torch.Generator().manual_seed(1)))
     torch.testing.assert_close(ns["interpolate"](model, x[0], x[1], 6),
                                vae.interpolate(reference, x[0], x[1], 6))
+    x_hat = torch.rand(3, 1, 28, 28)
+    for sigma in (0.3, torch.full((1, 1, 28, 28), 0.2)):
+        torch.testing.assert_close(ns["gaussian_nll"](x, x_hat, sigma), vae.gaussian_nll(x, x_hat, sigma))
 
 
 # --------------------------------------------------------------------------- stubs and cheats
@@ -77,8 +80,8 @@ def test_stub_fails_with_a_clear_message(lab, name):
     assert "Traceback" not in msg
 
 
-@pytest.mark.parametrize("name", ["reparameterize", "kl_to_standard_normal", "sample_prior",
-                                  "interpolate"])
+@pytest.mark.parametrize("name", ["reparameterize", "kl_to_standard_normal", "gaussian_nll",
+                                  "sample_prior", "interpolate"])
 def test_always_equal_tensors_fail(lab, name):
     lab.fails_with(f"test_{name}", "tensor subclass", **{name: _cheat})
 
@@ -415,7 +418,113 @@ def test_elbo_alternatives_pass(lab):
         lab.run("test_elbo_loss", elbo_loss=fn)
 
 
-# --------------------------------------------------------------------------- exercise 6: sample_prior
+# --------------------------------------------------------------------------- exercise 6: Gaussian NLL
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _nll(per_pixel=lambda sq, s: sq / (2 * s ** 2) + torch.log(s) + HALF_LOG_2PI,
+         reduce=lambda t: t.flatten(1).sum(1).mean(), check=True, detach=False):
+    def gaussian_nll(x, x_hat, sigma):
+        if check and x.shape != x_hat.shape:
+            raise ValueError("shapes differ")
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        if check and not bool((s > 0).all()):
+            raise ValueError("sigma must be positive")
+        out = reduce(per_pixel((x - x_hat) ** 2, s).expand_as(x))
+        return out.detach() if detach else out
+    return gaussian_nll
+
+
+NLL_MISTAKES = [
+    ("the constant log(sigma) + log(2 pi)/2 per pixel dropped", dict(per_pixel=lambda sq, s: sq / (2 * s ** 2))),
+    ("the log(2 pi)/2 per pixel dropped", dict(per_pixel=lambda sq, s: sq / (2 * s ** 2) + torch.log(s))),
+    ("the log(sigma) per pixel dropped", dict(per_pixel=lambda sq, s: sq / (2 * s ** 2) + HALF_LOG_2PI)),
+    ("sigma used as the variance",
+     dict(per_pixel=lambda sq, s: sq / (2 * s) + 0.5 * torch.log(s) + HALF_LOG_2PI)),
+    ("sigma squared twice",
+     dict(per_pixel=lambda sq, s: sq / (2 * s ** 4) + 2 * torch.log(s) + HALF_LOG_2PI)),
+    ("log(sigma^2) instead of log(sigma)",
+     dict(per_pixel=lambda sq, s: sq / (2 * s ** 2) + torch.log(s ** 2) + HALF_LOG_2PI)),
+    ("a missing 1/2 in front of the squared error",
+     dict(per_pixel=lambda sq, s: sq / s ** 2 + torch.log(s) + HALF_LOG_2PI)),
+    ("the mean over the pixels instead of the sum", dict(reduce=lambda t: t.flatten(1).mean(1).mean())),
+    ("the sum over the batch instead of the mean", dict(reduce=lambda t: t.sum())),
+    ("a sign error", dict(reduce=lambda t: -t.flatten(1).sum(1).mean())),
+    ("expected a 0-d tensor", dict(reduce=lambda t: t.flatten(1).sum(1))),
+    ("cut off from autograd", dict(detach=True)),
+]
+
+
+@pytest.mark.parametrize("phrase, flags", NLL_MISTAKES, ids=[m[0] for m in NLL_MISTAKES])
+def test_gaussian_nll_mistakes_are_named(lab, phrase, flags):
+    lab.fails_with("test_gaussian_nll", phrase, gaussian_nll=_nll(**flags))
+
+
+@pytest.mark.parametrize("phrase, fn", [
+    ("F.mse_loss (a mean squared error) is not the negative log-likelihood",
+     lambda x, x_hat, sigma: F.mse_loss(x_hat, x)),
+    ("F.gaussian_nll_loss with its defaults",
+     lambda x, x_hat, sigma: F.gaussian_nll_loss(x_hat, x, torch.full_like(x, sigma ** 2))),
+    ("it creates a torch.distributions.Normal",
+     lambda x, x_hat, sigma: -Normal(x_hat, sigma).log_prob(x).flatten(1).sum(1).mean()),
+], ids=["mse_loss", "gaussian_nll_loss defaults", "torch.distributions"])
+def test_gaussian_nll_shortcuts_are_named(lab, phrase, fn):
+    lab.fails_with("test_gaussian_nll", phrase, gaussian_nll=fn)
+
+
+def test_gaussian_nll_helper_without_mistakes_passes(lab):
+    lab.run("test_gaussian_nll", gaussian_nll=_nll())
+    lab.run("test_gaussian_nll_errors", gaussian_nll=_nll())
+
+
+def test_gaussian_nll_without_input_checks_earns_the_math_points_only(lab):
+    lab.run("test_gaussian_nll", gaussian_nll=_nll(check=False))
+    lab.fails_with("test_gaussian_nll_errors", "expected ValueError", gaussian_nll=_nll(check=False))
+
+
+def test_gaussian_nll_checking_only_a_number_sigma_fails_the_errors_cell(lab):
+    def gaussian_nll(x, x_hat, sigma):
+        if x.shape != x_hat.shape:
+            raise ValueError("shapes differ")
+        if not isinstance(sigma, torch.Tensor) and sigma <= 0:   # a tensor sigma is not checked
+            raise ValueError("sigma must be positive")
+        return _nll(check=False)(x, x_hat, sigma)
+    lab.run("test_gaussian_nll", gaussian_nll=gaussian_nll)
+    lab.fails_with("test_gaussian_nll_errors", "a sigma per pixel that has a 0", gaussian_nll=gaussian_nll)
+
+
+def test_gaussian_nll_stub_fails_the_errors_cell(lab):
+    lab.fails_with("test_gaussian_nll_errors", "got NotImplementedError", gaussian_nll=stub)
+
+
+def test_gaussian_nll_alternatives_pass(lab):
+    def with_torch_loss(x, x_hat, sigma):
+        if x.shape != x_hat.shape:
+            raise ValueError("x and x_hat differ in shape")
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        if (sigma <= 0).any():          # checking sigma ** 2 instead would let -0.5 through
+            raise ValueError("sigma must be positive")
+        var = sigma ** 2
+        var = var.expand_as(x) if var.dim() else torch.full_like(x, var.item())
+        return F.gaussian_nll_loss(x_hat, x, var, full=True, reduction="sum", eps=0.0) / len(x)
+
+    def from_log_sigma(x, x_hat, sigma):
+        if tuple(x.shape) != tuple(x_hat.shape):
+            raise ValueError("x and x_hat differ in shape")
+        log_s = torch.log(torch.as_tensor(sigma, dtype=x.dtype, device=x.device))
+        if torch.isnan(log_s).any() or torch.isinf(log_s).any():
+            raise ValueError("sigma must be positive")
+        z = (x - x_hat) * torch.exp(-log_s)
+        nll = 0.5 * z.pow(2) + log_s + 0.5 * math.log(2 * math.pi)
+        return nll.reshape(len(x), -1).sum(-1).mean()
+
+    for fn in (with_torch_loss, from_log_sigma):
+        lab.run("test_gaussian_nll", gaussian_nll=fn)
+        lab.run("test_gaussian_nll_errors", gaussian_nll=fn)
+
+
+# --------------------------------------------------------------------------- exercise 7: sample_prior
 
 def _sample_prior(draw=torch.randn, sigmoid=True, latent=None, ignore_generator=False,
                   no_grad=True, reseed=False, one_per_sample=False):
@@ -467,7 +576,7 @@ def test_sample_prior_alternative_with_torch_normal_passes(lab):
     lab.run("test_sample_prior", sample_prior=sample_prior)
 
 
-# --------------------------------------------------------------------------- exercise 7: interpolate
+# --------------------------------------------------------------------------- exercise 8: interpolate
 
 def _interpolate(kind="right"):
     def interpolate(model, x_a, x_b, steps):

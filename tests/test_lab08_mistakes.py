@@ -26,6 +26,16 @@ def lab():
     return LabHarness(SOURCE)
 
 
+# Input validation is graded in its own test cell (test_<name>_errors): a function that computes
+# the right thing without the checks earns the math points and loses only the errors point.
+ERRORS_CELLS = [e for e in EXERCISES if f"test_{e}_errors" in POINTS]
+
+
+def test_the_input_checks_have_their_own_cells():
+    assert ERRORS_CELLS == ["wasserstein_1d", "clip_weights_", "gradient_penalty"]
+    assert all(POINTS[f"test_{e}_errors"] == 1 for e in ERRORS_CELLS)
+
+
 # ------------------------------------------- model solutions (common checks: test_lab_cells.py)
 
 def test_model_solutions_agree_with_the_reference(lab):
@@ -47,6 +57,12 @@ def test_model_solutions_agree_with_the_reference(lab):
 @pytest.mark.parametrize("name", EXERCISES)
 def test_stub_fails_with_a_clear_message(lab, name):
     msg = lab.fails_with(f"test_{name}", "not implemented yet", **{name: stub})
+    assert "Traceback" not in msg
+
+
+@pytest.mark.parametrize("name", ERRORS_CELLS)
+def test_stub_fails_the_errors_cell(lab, name):
+    msg = lab.fails_with(f"test_{name}_errors", "got NotImplementedError", **{name: stub})
     assert "Traceback" not in msg
 
 
@@ -99,9 +115,21 @@ def test_w1_mistakes_are_named(lab, phrase, body):
     lab.fails_with("test_wasserstein_1d", phrase, wasserstein_1d=_w1(body))
 
 
-def test_w1_without_checks_fails(lab):
+def test_w1_without_checks_earns_the_math_points_only(lab):
     body = lambda x, y: (x.sort().values[:len(y)] - y.sort().values[:len(x)]).abs().mean()  # noqa: E731
-    lab.fails_with("test_wasserstein_1d", "expected ValueError", wasserstein_1d=_w1(body, check=False))
+    lab.run("test_wasserstein_1d", wasserstein_1d=_w1(body, check=False))
+    lab.fails_with("test_wasserstein_1d_errors", "expected ValueError",
+                   wasserstein_1d=_w1(body, check=False))
+
+
+def test_w1_checking_only_the_number_of_elements_fails_the_errors_cell(lab):
+    def wasserstein_1d(x, y):
+        if x.numel() != y.numel():              # a (6,) and a (2, 3) sample get through
+            raise ValueError("sizes differ")
+        return (x.flatten().sort().values - y.flatten().sort().values).abs().mean()
+    lab.run("test_wasserstein_1d", wasserstein_1d=wasserstein_1d)
+    lab.fails_with("test_wasserstein_1d_errors", "raise ValueError unless x and y are",
+                   wasserstein_1d=wasserstein_1d)
 
 
 def test_w1_cut_off_from_autograd_fails(lab):
@@ -120,6 +148,7 @@ def test_w1_alternative_from_quantiles_passes(lab):
         ys, _ = torch.sort(y)
         return torch.sum(torch.abs(xs - ys)) / x.numel()
     lab.run("test_wasserstein_1d", wasserstein_1d=wasserstein_1d)
+    lab.run("test_wasserstein_1d_errors", wasserstein_1d=wasserstein_1d)
 
 
 # --------------------------------------------------------------------------- exercise 2: lines
@@ -262,13 +291,27 @@ CLIP_MISTAKES = [
     ("rescaling the parameters", dict(kind="rescale")),
     ("gradients were clipped instead of the weights", dict(kind="gradients")),
     ("replaced by a new tensor", dict(kind="new_parameters")),
-    ("expected ValueError", dict(check=False)),
 ]
 
 
 @pytest.mark.parametrize("phrase, flags", CLIP_MISTAKES, ids=[m[0] for m in CLIP_MISTAKES])
 def test_clip_mistakes_are_named(lab, phrase, flags):
     lab.fails_with("test_clip_weights_", phrase, clip_weights_=_clip(**flags))
+
+
+def test_clip_without_check_earns_the_math_points_only(lab):
+    lab.run("test_clip_weights_", clip_weights_=_clip(check=False))
+    lab.fails_with("test_clip_weights__errors", "expected ValueError", clip_weights_=_clip(check=False))
+
+
+def test_clip_rejecting_only_zero_fails_the_errors_cell(lab):
+    def clip_weights_(critic, c):
+        if c == 0:                              # lets a negative c through
+            raise ValueError("c must not be 0")
+        return _clip(check=False)(critic, c)
+    lab.run("test_clip_weights_", clip_weights_=clip_weights_)
+    lab.fails_with("test_clip_weights__errors", "clip_weights_(critic, c=-0.01)",
+                   clip_weights_=clip_weights_)
 
 
 def test_clip_without_no_grad_crashes_readably(lab):
@@ -288,6 +331,7 @@ def test_clip_alternatives_pass(lab):
         for p in critic.parameters():
             p.data.clamp_(min=-c, max=c)
     lab.run("test_clip_weights_", clip_weights_=with_data)
+    lab.run("test_clip_weights__errors", clip_weights_=with_data)
 
     def with_copy(critic, c):
         if c <= 0:
@@ -296,6 +340,7 @@ def test_clip_alternatives_pass(lab):
             for p in critic.parameters():
                 p.copy_(torch.maximum(torch.minimum(p, torch.full_like(p, c)), torch.full_like(p, -c)))
     lab.run("test_clip_weights_", clip_weights_=with_copy)
+    lab.run("test_clip_weights__errors", clip_weights_=with_copy)
 
 
 # --------------------------------------------------------------------------- exercise 6: penalty
@@ -345,7 +390,6 @@ GP_MISTAKES = [
     ("without create_graph=True", dict(create_graph=False)),
     ("seeded alike", dict(ignore_generator=True)),
     ("sends gradients into the generator", dict(detach=False)),
-    ("expected ValueError", dict(check=False)),
 ]
 
 
@@ -356,6 +400,25 @@ def test_gp_mistakes_are_named(lab, phrase, flags):
 
 def test_gp_helper_without_mistakes_passes(lab):
     lab.run("test_gradient_penalty", gradient_penalty=_gp())
+    lab.run("test_gradient_penalty_errors", gradient_penalty=_gp())
+
+
+def test_gp_without_shape_check_earns_the_math_points_only(lab):
+    lab.run("test_gradient_penalty", gradient_penalty=_gp(check=False))
+    lab.fails_with("test_gradient_penalty_errors", "expected ValueError",
+                   gradient_penalty=_gp(check=False))
+
+
+def test_gp_rejecting_only_shapes_that_do_not_broadcast_fails_the_errors_cell(lab):
+    def gradient_penalty(critic, real, fake, generator=None):
+        try:                                    # a fake batch of 1 broadcasts silently
+            torch.broadcast_shapes(real.shape, fake.shape)
+        except RuntimeError:
+            raise ValueError("real and fake do not fit together") from None
+        return _gp(check=False)(critic, real, fake, generator)
+    lab.run("test_gradient_penalty", gradient_penalty=gradient_penalty)
+    lab.fails_with("test_gradient_penalty_errors", "real (4, 1, 8, 8) and fake (1, 1, 8, 8)",
+                   gradient_penalty=gradient_penalty)
 
 
 def test_gp_alternative_with_grad_outputs_passes(lab):
@@ -374,6 +437,7 @@ def test_gp_alternative_with_grad_outputs_passes(lab):
         grads = grads.reshape(grads.size(0), -1)
         return ((grads.pow(2).sum(dim=1).sqrt() - 1) ** 2).mean()
     lab.run("test_gradient_penalty", gradient_penalty=gradient_penalty)
+    lab.run("test_gradient_penalty_errors", gradient_penalty=gradient_penalty)
 
 
 # --------------------------------------------------------------------------- exercise 7: step

@@ -191,6 +191,62 @@ def test_elbo_loss_per_image_sum_and_batch_mean_with_beta():
     assert recon > 700 * 0.1   # a sum over 784 pixels, not a mean (which would be < 5)
 
 
+# --------------------------------------------------------------------------- the Gaussian decoder
+
+@pytest.mark.parametrize("sigma", [1.0, 0.1, 0.5, 3.0])
+def test_gaussian_nll_matches_torch_distributions(sigma):
+    g = torch.Generator().manual_seed(0)
+    x, x_hat = torch.rand(5, 1, 28, 28, generator=g).double(), torch.rand(5, 1, 28, 28, generator=g).double()
+    expected = -Normal(x_hat, sigma).log_prob(x).flatten(1).sum(1).mean()
+    got = vae.gaussian_nll(x, x_hat, sigma)
+    assert got.shape == () and got.dtype == torch.float64
+    torch.testing.assert_close(got, expected)
+    # a second oracle: torch's Gaussian NLL loss (it takes the variance), with its constant
+    torch.testing.assert_close(got, F.gaussian_nll_loss(x_hat, x, torch.full_like(x, sigma ** 2),
+                                                        full=True, reduction="sum") / len(x))
+
+
+def test_gaussian_nll_with_a_sigma_per_pixel_and_any_batch_shape():
+    g = torch.Generator().manual_seed(1)
+    x, x_hat = torch.randn(3, 2, 4, 4, generator=g), torch.randn(3, 2, 4, 4, generator=g)
+    sigma = 0.2 + torch.rand(1, 2, 4, 4, generator=g)
+    expected = -Normal(x_hat, sigma.expand_as(x)).log_prob(x).flatten(1).sum(1).mean()
+    torch.testing.assert_close(vae.gaussian_nll(x, x_hat, sigma), expected)
+    torch.testing.assert_close(vae.gaussian_nll(x, x_hat, torch.tensor(0.7)),
+                               vae.gaussian_nll(x, x_hat, 0.7))
+    flat = torch.rand(4, 10, generator=g)
+    torch.testing.assert_close(vae.gaussian_nll(flat, flat, 1.0),
+                               torch.tensor(10 * 0.5 * math.log(2 * math.pi)))
+
+
+def test_gaussian_nll_is_the_beta_weighted_squared_error_plus_a_constant():
+    """-log N(x; x_hat, sigma^2 I) = SSE / (2 sigma^2) + D log(sigma sqrt(2 pi)): with a fixed
+    sigma, 2 sigma^2 (NLL + KL) is the squared error plus beta = 2 sigma^2 times the KL, plus a
+    constant, so the two objectives have proportional gradients."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64)
+    x_hat = torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64).requires_grad_()
+    for sigma in (0.1, 0.3, 1.0):
+        kl = (x_hat ** 2).mean() * 3.0    # any differentiable stand-in for the KL term
+        nll = vae.gaussian_nll(x, x_hat, sigma)
+        sse = (x - x_hat).pow(2).flatten(1).sum(1).mean()
+        const = 784 * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+        torch.testing.assert_close(nll, sse / (2 * sigma ** 2) + const)
+        beta = 2 * sigma ** 2
+        (g_elbo,) = torch.autograd.grad(nll + kl, x_hat, retain_graph=True)
+        (g_beta,) = torch.autograd.grad(sse + beta * kl, x_hat)
+        torch.testing.assert_close(beta * g_elbo, g_beta)
+
+
+def test_gaussian_nll_is_finite_at_extreme_sigmas():
+    x, x_hat = torch.zeros(2, 3), torch.full((2, 3), 1e-3)
+    for sigma in (1e-20, 1e20):   # sigma**2 leaves float32's normal range at both ends
+        expected = -Normal(x_hat.double(), sigma).log_prob(x.double()).flatten(1).sum(1).mean()
+        got = vae.gaussian_nll(x, x_hat, sigma)
+        assert torch.isfinite(got)
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=0)
+
+
 # --------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call, error", [
@@ -204,6 +260,15 @@ def test_elbo_loss_per_image_sum_and_batch_mean_with_beta():
                            torch.zeros(2, 3)), ValueError),
     (lambda: vae.elbo_loss(torch.zeros(2, 1, 28, 28), torch.zeros(2, 1, 28, 28), torch.zeros(3, 3),
                            torch.zeros(3, 3)), ValueError),
+    (lambda: vae.gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 4), 1.0), ValueError),
+    (lambda: vae.gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 3), 0.0), ValueError),
+    (lambda: vae.gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 3), -1.0), ValueError),
+    (lambda: vae.gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([1.0, -1.0, 1.0])),
+     ValueError),
+    (lambda: vae.gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(4)), ValueError),
+    (lambda: vae.gaussian_nll(torch.zeros(2, 3), torch.zeros(2, 3), "1"), TypeError),
+    (lambda: vae.gaussian_nll(torch.zeros(3), torch.zeros(3), 1.0), ValueError),
+    (lambda: vae.gaussian_nll(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3), 1.0), TypeError),
     (lambda: vae.sample_prior(vae.VAE(2), 0), ValueError),
     (lambda: vae.interpolate(vae.VAE(2), torch.rand(1, 28, 28), torch.rand(1, 28, 28), 1), ValueError),
     (lambda: vae.interpolate(vae.VAE(2), torch.rand(2, 1, 28, 28), torch.rand(1, 28, 28), 3), ValueError),

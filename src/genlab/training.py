@@ -233,11 +233,11 @@ def evaluate(model: nn.Module, data, loss_fn, batch_size: int = 512):
     device = model_device(model)
     tensors = tuple(t.to(device) for t in tensors)
     totals = {}
-    with evaluating(model):
+    with evaluating(model), torch.no_grad():
         for size, batch in _batches(tensors, batch_size):
             loss, metrics = _split(loss_fn(model, batch))
             for name, value in {"loss": loss, **metrics}.items():
-                totals[name] = totals.get(name, 0.0) + torch.as_tensor(value).double() * size
+                totals[name] = totals.get(name, 0.0) + torch.as_tensor(value).detach().double() * size
     n = len(tensors[0])
     result = {name: float(total) / n for name, total in totals.items()}
     return result if len(result) > 1 else result["loss"]

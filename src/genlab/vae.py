@@ -76,6 +76,41 @@ def elbo_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: t
     return recon + beta * kl, recon, kl
 
 
+def gaussian_nll(x: torch.Tensor, x_hat: torch.Tensor, sigma) -> torch.Tensor:
+    """``-log N(x; x_hat, sigma^2 I)`` in nats per image: summed over the pixels (every dimension
+    after the first), averaged over the batch, a 0-d tensor.
+
+    Per pixel ``(x - x_hat)^2 / (2 sigma^2) + log sigma + log(2 pi) / 2``: the squared error is
+    the Gaussian log-likelihood up to a scale ``1 / (2 sigma^2)`` and a constant, so an ELBO with
+    a fixed-sigma Gaussian decoder is, after multiplying by ``2 sigma^2``, the summed squared error
+    plus ``beta = 2 sigma^2`` times the KL. ``sigma``: the decoder's standard deviation, a positive
+    number or a tensor of positive values that broadcasts against ``x`` (e.g. one per pixel).
+    """
+    _check_same_shape("x", x, "x_hat", x_hat)
+    if x.dim() < 2:
+        raise ValueError(f"x and x_hat must be batches (N, ...), got shape {tuple(x.shape)}")
+    if isinstance(sigma, torch.Tensor):
+        float_tensor(sigma, "sigma", nonempty=True)
+        try:
+            fits = torch.broadcast_shapes(sigma.shape, x.shape) == x.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"sigma of shape {tuple(sigma.shape)} does not broadcast to x's "
+                             f"shape {tuple(x.shape)}")
+        if not bool((sigma > 0).all()):
+            raise ValueError("sigma is a standard deviation: every value must be positive")
+        sigma = sigma.to(x.device, x.dtype)
+    else:
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+            raise TypeError(f"sigma must be a positive number or a tensor, got {type(sigma).__name__}")
+        if not sigma > 0 or not math.isfinite(sigma):
+            raise ValueError(f"sigma is a standard deviation and must be positive, got {sigma}")
+        sigma = torch.tensor(float(sigma), dtype=x.dtype, device=x.device)
+    per_pixel = ((x - x_hat) / sigma).pow(2) / 2 + torch.log(sigma) + 0.5 * math.log(2 * math.pi)
+    return per_pixel.expand_as(x).flatten(1).sum(1).mean()
+
+
 def vae_loss(model: nn.Module, batch, beta: float = 1.0):
     """A ``loss_fn`` for :func:`genlab.training.fit`: the ELBO loss of ``model`` on a batch of
     images (or an ``(images, labels)`` batch), with recon and KL as extra metrics."""
