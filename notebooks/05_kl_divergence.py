@@ -75,7 +75,7 @@ import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from genlab import budget, seed_everything
-from genlab.kl import draw_samples
+from genlab.sampling import draw_samples
 from genlab.testing import CheckFailed, attempt
 from genlab.vae import kl_to_standard_normal
 

@@ -85,7 +85,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab import budget, get_device, seed_everything
-from genlab.testing import CheckFailed, attempt, build_module
+from genlab.testing import CallLog, CheckFailed, attempt, build_module
 
 seed_everything(0)
 torch.set_printoptions(precision=3, sci_mode=False)
@@ -94,22 +94,6 @@ torch.set_printoptions(precision=3, sci_mode=False)
 def build(what, cls, *args, seed=0, **kwargs):
     """``cls(*args, **kwargs)`` with a fixed seed, checked to be an nn.Module with parameters."""
     return build_module(what, cls, *args, seed=seed, max_params=20_000_000, **kwargs)
-
-
-class CallLog(torch.overrides.TorchFunctionMode):
-    """``with CallLog() as log: ...`` records the name and keyword arguments of every torch
-    function called inside the block (``log.calls``), whichever way it was called."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls.append((getattr(func, "__name__", ""), dict(kwargs or {})))
-        return func(*args, **(kwargs or {}))
-
-    def names(self):
-        return {name for name, _ in self.calls}
 
 # %% [markdown]
 # The data: MNIST digits as float tensors `(N, 1, 28, 28)` in $[0, 1]$ (without a network

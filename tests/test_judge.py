@@ -150,6 +150,76 @@ def test_gradients_flow_back_through_the_kernel(kernel, judge):
     assert not judge.namespace["g"](mu, logvar, eps).requires_grad  # a cut graph stays cut
 
 
+STUDENT_NET = """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Act(nn.LeakyReLU):            # a student's own subclass of a torch.nn class
+        pass
+
+    class f(nn.Module):
+        def __init__(self, n=4):
+            super().__init__()
+            self.conv = nn.Conv2d(1, n, 3, stride=2)
+            self.act = Act(0.1)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(n * 9, 1))
+
+        def forward(self, x):
+            return self.head(F.leaky_relu(self.conv(x), negative_slope=0.2)).view(-1)
+    """
+
+
+def test_a_module_in_the_kernel_answers_like_a_module(kernel, judge):
+    """The student's nn.Module stays in the kernel; the test sees its class, submodules,
+    parameters and gradients, as in one process."""
+    from torch import nn
+    student(kernel, STUDENT_NET)
+    local = {}
+    exec(textwrap.dedent(STUDENT_NET), local)   # the same network here, for the expected values
+    torch.manual_seed(0)
+    m = judge.namespace["f"](4)
+    assert isinstance(m, nn.Module) and not isinstance(m, nn.Conv2d)
+    kinds = {name: type_ for name, type_ in [(n, s.__class__) for n, s in m.named_modules()]}
+    assert kinds["conv"] is nn.Conv2d and kinds["act"] is nn.LeakyReLU
+    assert kinds["head"] is nn.Sequential and kinds["head.1"] is nn.Linear
+    conv = next(s for s in m.modules() if isinstance(s, nn.Conv2d))
+    assert tuple(conv.stride) == (2, 2) and conv.out_channels == 4
+    assert [c.__class__ for c in m.children()] == [nn.Conv2d, nn.LeakyReLU, nn.Sequential]
+
+    mine = local["f"](4)
+    params = dict(m.named_parameters())
+    assert list(params) == [n for n, _ in mine.named_parameters()]
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in mine.parameters())
+    mine.load_state_dict(params)
+    x = torch.randn(3, 1, 7, 7)
+    assert m.eval() is not None and isinstance(m.train(), nn.Module)   # calls that return self
+    with testing.CallLog() as log:
+        out = m(x)
+    torch.testing.assert_close(out, mine(x))
+    assert "conv2d" in log.names() and ("leaky_relu", {"negative_slope": 0.2, "inplace": False}) \
+        in log.calls
+
+    out.square().sum().backward()   # no input requires grad: the parameters there still get theirs
+    mine(x).square().sum().backward()
+    for (name, p), q in zip(m.named_parameters(), mine.parameters()):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad)
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_only_torch_nn_classes_are_taken_from_the_kernel():
+    """The class a kernel reports for a module is looked up in torch.nn only."""
+    from torch import nn
+
+    from genlab.course.judge import _resolve_torch_class
+    assert _resolve_torch_class("torch.nn.modules.conv.Conv2d") is nn.Conv2d
+    for path in ("builtins.object", "os.system", "torch.nn.functional.relu",
+                 "torch.nn.modules.conv.F", None, 3, "torch.nn.modules.nothing.Here"):
+        assert _resolve_torch_class(path) is None, path
+
+
 def test_a_tensor_subclass_stays_in_the_kernel(kernel, judge):
     student(kernel, """
         import torch

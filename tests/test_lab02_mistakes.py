@@ -38,7 +38,10 @@ def _no_progress_bars(monkeypatch):
 
 def test_training_budgets_use_budget_with_a_gpu_tier():
     text = SOURCE.read_text()
-    assert "EPOCHS = budget(default=20, fast=1, gpu=" in text and "N_TRAIN = budget(default=" in text
+    # the budget counts images seen, so that 60,000 digits cost what 4,000 do (test_budgets.py)
+    assert "IMAGES_PER_MODEL = budget(default=80_000, fast=" in text and "gpu=" in text
+    assert "EPOCHS = max(1, IMAGES_PER_MODEL // len(x_train))" in text
+    assert "N_TRAIN = budget(default=" in text
     assert "train_autoencoder(model, x_train" in text  # the experiment uses the student's code
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.distributions import Distribution, MultivariateNormal, Normal
 
+from .sampling import draw_samples  # noqa: F401 - part of this module's API, as before
 from .vae import kl_to_standard_normal
 
 __all__ = ["kl_univariate", "kl_diag_gaussians", "kl_monte_carlo", "draw_samples",
@@ -96,22 +97,6 @@ def kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- Monte Carlo
-
-def draw_samples(dist: Distribution, n: int, generator: torch.Generator | None = None):
-    """``dist.sample((n,))``, made reproducible by ``generator`` (on any device).
-
-    ``torch.distributions`` samples from the global random state and takes no generator. With
-    one, this draws a seed from ``generator`` and samples inside :func:`torch.random.fork_rng`,
-    so the same generator state gives the same samples and the global state is left untouched.
-    """
-    if generator is None:
-        return dist.sample((n,))
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        return dist.sample((n,))
-
 
 def kl_monte_carlo(q: Distribution, p: Distribution, n: int,
                    generator: torch.Generator | None = None):

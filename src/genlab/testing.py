@@ -243,6 +243,43 @@ def forbid_distributions(what: str = "this function"):
         Distribution.__init__ = original
 
 
+# The CallLog blocks open now: a judged test (genlab.course.judge) records in the kernel too.
+CALL_LOGS: list["CallLog"] = []
+
+
+class CallLog(torch.overrides.TorchFunctionMode):
+    """``with CallLog() as log: ...`` records the name and keyword arguments of every torch
+    function called inside the block (``log.calls``), whichever way it was called: ``F.relu``,
+    ``torch.relu``, a tensor method or a module. In a judged test the calls the student's code
+    makes in its kernel are recorded too (their keyword arguments as far as they are plain
+    numbers, strings or None)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, dict]] = []
+
+    def __enter__(self):
+        CALL_LOGS.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        CALL_LOGS.remove(self)
+        return super().__exit__(*exc)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls.append((getattr(func, "__name__", ""), dict(kwargs or {})))
+        return func(*args, **(kwargs or {}))
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self.calls}
+
+    def plain_calls(self) -> list[tuple[str, dict]]:
+        """The calls with only their plain keyword arguments (what can cross to the grader)."""
+        plain = (type(None), bool, int, float, str)
+        return [(name, {k: v for k, v in kwargs.items() if type(v) in plain})
+                for name, kwargs in self.calls]
+
+
 _NOTEBOOKS: list[dict] = []  # the namespaces of the test cells running now (innermost last)
 
 

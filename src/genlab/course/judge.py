@@ -76,6 +76,70 @@ class Remote:
         return remote._lookup, (self._ref,)
 
 
+class RemoteModule(Remote):
+    """An ``nn.Module`` that lives in the student's kernel. Calls and attributes go there as for
+    any :class:`Remote` (``model(x)``, ``model.encode(x)``, ``model.eval()``, ``m.stride``);
+    what a test reads of a module's structure comes back as plain data:
+    ``parameters()``/``named_parameters()`` are copies with their gradients at the time of the
+    call, ``modules()``/``named_modules()`` handles of the submodules. ``isinstance(m,
+    nn.Conv2d)`` holds when the kernel's module is (or derives from) ``nn.Conv2d``: the
+    handle reports that class as its ``__class__``."""
+
+    __slots__ = ("_torch_class",)
+
+    def __init__(self, judge: "Judge", ref: tuple, type_name: str, torch_class: type):
+        super().__init__(judge, ref, type_name)
+        object.__setattr__(self, "_torch_class", torch_class)
+
+    @property
+    def __class__(self):
+        return self._torch_class
+
+    def _describe(self) -> dict:
+        return self._judge.describe(self._ref)
+
+    def named_parameters(self, *args, **kwargs):
+        out = []
+        for name, param, grad in self._describe()["parameters"]:
+            if grad is not None:
+                param.grad = grad
+            out.append((name, param))
+        return iter(out)
+
+    def parameters(self, *args, **kwargs):
+        return iter([p for _, p in self.named_parameters()])
+
+    def named_modules(self, *args, **kwargs):
+        out = []
+        for name, type_name, torch_class in self._describe()["modules"]:
+            ref = self._ref + tuple(name.split(".")) if name else self._ref
+            out.append((name, self._judge._handle(ref, type_name, torch_class)))
+        return iter(out)
+
+    def modules(self):
+        return iter([m for _, m in self.named_modules()])
+
+    def children(self):
+        return iter([m for name, m in self.named_modules() if name and "." not in name])
+
+    def __repr__(self) -> str:
+        return f"<{self._type} (an nn.Module) in the student's kernel>"
+
+
+def _resolve_torch_class(path) -> type | None:
+    """The ``torch.nn`` module class at ``path`` (``torch.nn.modules.conv.Conv2d``), or None for
+    anything else: a kernel's answer never makes the grader import or trust other code."""
+    import importlib
+    if not isinstance(path, str) or not path.startswith("torch.nn.modules."):
+        return None
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return cls if isinstance(cls, type) and issubclass(cls, torch.nn.Module) else None
+
+
 class _Link(torch.autograd.Function):
     """Joins a judged call's outputs to its tensor inputs for autograd: backward asks the
     kernel for the gradients of its own graph."""
@@ -90,7 +154,8 @@ class _Link(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        return (None, *ctx.call["judge"].vjp(ctx.call["id"], grads, ctx.call["inputs"]))
+        found = ctx.call["judge"].vjp(ctx.call["id"], grads, ctx.call["inputs"])
+        return (None, *found, *[None] * ctx.call["anchors"])
 
 
 class Judge:
@@ -148,7 +213,9 @@ class Judge:
         self.calls += 1
         inputs = [x for x in [*args, *kwargs.values()] if isinstance(x, torch.Tensor)]
         generators = [x for x in [*args, *kwargs.values()] if isinstance(x, torch.Generator)]
-        graph = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+        # With gradients on, the kernel keeps the call's graph: backward() here reaches the
+        # student's parameters there even when no input requires grad (a module's forward).
+        graph = torch.is_grad_enabled()
         request = {"op": "call", "target": ref, "call": self.calls, "graph": graph,
                    "rng": torch.get_rng_state(), **self._context()}
         try:
@@ -171,17 +238,28 @@ class Judge:
         arguments = [*args, *kwargs.values()]
         for index, tagged in reply["objects"]:
             _restore(arguments[index], decode(tagged))
+        for log in testing.CALL_LOGS:
+            log.calls.extend(decode(reply["calls"]))
         result = decode(reply["result"], self._handle)
-        if graph:
-            leaves = _tensors_in(result)
+        leaves = _tensors_in(result)
+        if graph and any(t.requires_grad for t in leaves):
+            # an input that requires grad joins the outputs to autograd; without one, an anchor
+            anchors = [] if any(x.requires_grad for x in inputs) else \
+                [torch.zeros((), requires_grad=True)]
             linked = _Link.apply({"judge": self, "id": self.calls, "inputs": inputs,
+                                  "anchors": len(anchors),
                                   "outputs": [t.detach() for t in leaves],
-                                  "requires_grad": [t.requires_grad for t in leaves]}, *inputs)
+                                  "requires_grad": [t.requires_grad for t in leaves]},
+                                 *inputs, *anchors)
             result = _replace_tensors(result, iter(linked))
         return result
 
     def attribute(self, ref: tuple):
         return decode(self._ask({"op": "getattr", "target": ref}), self._handle)
+
+    def describe(self, ref: tuple) -> dict:
+        """A module's parameters (with gradients) and submodules (:class:`RemoteModule`)."""
+        return decode(self._ask({"op": "describe", "target": ref}))
 
     def vjp(self, call: int, grads, inputs) -> list:
         found = self._ask({"op": "vjp", "call": call,
@@ -193,7 +271,10 @@ class Judge:
                        else None)
         return out
 
-    def _handle(self, ref, type_name):
+    def _handle(self, ref, type_name, torch_class=None):
+        cls = _resolve_torch_class(torch_class)
+        if cls is not None:
+            return RemoteModule(self, ref, type_name, cls)
         return Remote(self, ref, type_name)
 
     def _context(self) -> dict:
@@ -202,13 +283,12 @@ class Judge:
         for name in self.names:
             value = testing.notebook_globals().get(name) if testing._NOTEBOOKS else None
             if value is not None and not isinstance(value, Remote):
-                import cloudpickle
-                references[name] = cloudpickle.dumps(value)
+                references[name] = _by_value(value)
         return {"forbid": [(names, what) for kind, *rest in testing.FORBIDDEN
                            if kind == "calls" for names, what in [rest]],
                 "forbid_distributions": [rest[0] for kind, *rest in testing.FORBIDDEN
                                          if kind == "distributions"],
-                "references": references}
+                "references": references, "log_calls": bool(testing.CALL_LOGS)}
 
     # ------------------------------------------------------------------------------ transport
     def _ask(self, request: dict):
@@ -308,16 +388,43 @@ class Judge:
             self.path.parent.rmdir()
 
 
+@contextlib.contextmanager
+def _answer_keys_by_value():
+    """While pickling for the kernel: what comes from a lab's ``genlab.<topic>`` (a reference
+    function a test swaps in, a reference class whose instance a test passes) travels by value,
+    because the sandbox may have emptied that module in the kernel (the answer key)."""
+    import sys
+
+    import cloudpickle
+
+    from ..labs import LABS
+    modules = [sys.modules[name] for name in {f"genlab.{lab.topic}" for lab in LABS.values()}
+               if name in sys.modules]
+    for module in modules:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        yield cloudpickle
+    finally:
+        for module in modules:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _by_value(function) -> bytes:
+    """``function`` pickled for the kernel (see :func:`_answer_keys_by_value`)."""
+    with _answer_keys_by_value() as cloudpickle:
+        return cloudpickle.dumps(function)
+
+
 def _pickled(args: tuple, kwargs: dict) -> bytes:
     """The call's arguments, pickled together (so that an optimizer still holds the module's
     own parameters) by value (cloudpickle: a test's helper class travels with its code)."""
-    import cloudpickle
-
     def plain(x):  # a tensor in a graph cannot be pickled; the kernel gets it as a leaf
         if isinstance(x, torch.Tensor) and not x.is_leaf:
             return x.detach().requires_grad_(x.requires_grad)
         return x
-    return cloudpickle.dumps(([plain(a) for a in args], {k: plain(v) for k, v in kwargs.items()}))
+    with _answer_keys_by_value() as cloudpickle:
+        return cloudpickle.dumps(([plain(a) for a in args],
+                                  {k: plain(v) for k, v in kwargs.items()}))
 
 
 def _restore(obj, state) -> None:

@@ -31,7 +31,9 @@ _graphs: dict[int, tuple] = {}     # call id -> (inputs, outputs) for a later ba
 #   ("v", x) None/bool/int/float/str   ("t", tensor, device, requires_grad)   ("l", [...])
 #   ("u", (...)) tuple   ("d", [(k, v), ...])   ("s", [ints]) torch.Size   ("dt", "float32")
 #   ("dv", "cpu")   ("g", device, state) torch.Generator   ("np", tensor) NumPy array
-#   ("h", reference, type name) an object that stays in the kernel (see _lookup)
+#   ("h", reference, type name, torch.nn class or None) an object that stays in the kernel
+#   (see _lookup); for an nn.Module the torch.nn class it is or derives from, so that the
+#   grader's tests can ask isinstance(m, nn.Conv2d) of a handle (genlab.course.judge)
 
 _PLAIN = (type(None), bool, int, float, str)
 
@@ -64,7 +66,18 @@ def encode(value, keep=None):
         return ("np", torch.from_numpy(value.copy()))
     if keep is None:
         raise TypeError(f"a {kind.__name__} cannot be sent to the student's kernel")
-    return ("h", keep(value), f"{kind.__module__}.{kind.__qualname__}")
+    return ("h", keep(value), f"{kind.__module__}.{kind.__qualname__}", torch_class(value))
+
+
+def torch_class(obj) -> str | None:
+    """For an ``nn.Module``: the nearest class of ``torch.nn`` in its class's MRO, as
+    ``module.qualname`` (a student's ``class Net(nn.Module)`` gives ``torch.nn...Module``)."""
+    if not isinstance(obj, torch.nn.Module):
+        return None
+    for cls in type(obj).__mro__:
+        if cls.__module__.startswith("torch.nn.modules.") and issubclass(cls, torch.nn.Module):
+            return f"{cls.__module__}.{cls.__qualname__}"
+    return None
 
 
 def decode(tagged, handle=None):
@@ -94,7 +107,7 @@ def decode(tagged, handle=None):
     if tag == "np":
         return tagged[1].numpy()
     if tag == "h" and handle is not None:
-        return handle(tuple(tagged[1]), tagged[2])
+        return handle(tuple(tagged[1]), *tagged[2:])
     raise ValueError(f"unknown tag {tag!r}")
 
 
@@ -136,6 +149,7 @@ def serve(path: str, token: str) -> None:
             send(connection, data)
     finally:
         connection.close()
+        _graphs.clear()   # the test cell is over: its graphs can go
 
 
 def send(connection, data: bytes) -> None:
@@ -203,17 +217,23 @@ def _lookup(ref):
 def _answer(request: dict):
     op = request["op"]
     if op == "vjp":
+        # backward() as in one process: the gradients accumulate in the parameters of the
+        # student's modules (a test then asks for them) and the inputs' go back to the grader.
         inputs, outputs = _graphs[request["call"]]
         grads = [decode(g) for g in request["grads"]]
         pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad and g is not None]
         wanted = [x for x in inputs if x.requires_grad]
-        found = torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
-                                    allow_unused=True) if pairs and wanted else [None] * len(wanted)
-        it = iter(found)
-        return [encode(next(it) if x.requires_grad else None) for x in inputs]
+        for x in wanted:
+            x.grad = None
+            x.retain_grad()
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        return [encode(x.grad if x.requires_grad else None) for x in inputs]
     target = _lookup(request["target"])
     if op == "getattr":
         return encode(target, _keep)
+    if op == "describe":
+        return _describe_module(target)
     if op != "call":
         raise ValueError(f"unknown request {op!r}")
     if request.get("rng") is not None:
@@ -225,13 +245,13 @@ def _answer(request: dict):
             for name, value in attributes.items():
                 setattr([*args, *kwargs.values()][index], name, value)
     else:
-        args = decode(request["args"], lambda ref, _: _lookup(ref))
-        kwargs = decode(request["kwargs"], lambda ref, _: _lookup(ref))
+        args = decode(request["args"], lambda ref, *_: _lookup(ref))
+        kwargs = decode(request["kwargs"], lambda ref, *_: _lookup(ref))
     arguments = [*args, *kwargs.values()]
     tensors = [x for x in arguments if isinstance(x, torch.Tensor)]
     before = [x.detach().clone() for x in tensors]
     generators = [x for x in arguments if isinstance(x, torch.Generator)]
-    with _context(request):
+    with _context(request) as log:
         result = target(*args, **kwargs)
     changed = [i for i, (x, b) in enumerate(zip(tensors, before))
                if x.shape != b.shape or not torch.equal(x.detach(), b)]
@@ -242,7 +262,20 @@ def _answer(request: dict):
             "changed": [(i, encode(tensors[i])) for i in changed],
             "generators": [g.get_state() for g in generators],
             "objects": [(i, _state_of(x)) for i, x in enumerate(arguments) if _has_state(x)],
+            "calls": encode(log.plain_calls() if log is not None else []),
             "rng": torch.get_rng_state()}
+
+
+def _describe_module(module) -> tuple:
+    """What a test may ask of a student's module, as plain data: its parameters with their
+    gradients, and each submodule's name, class and nearest torch.nn class."""
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"a {type(module).__name__} is not an nn.Module")
+    return encode({
+        "parameters": [(name, p, p.grad) for name, p in module.named_parameters()],
+        "modules": [(name, f"{type(m).__module__}.{type(m).__qualname__}", torch_class(m))
+                    for name, m in module.named_modules()],
+        "training": bool(module.training)})
 
 
 def _has_state(obj) -> bool:
@@ -294,6 +327,7 @@ def _context(request: dict):
             stack.enter_context(testing.forbid_calls(names, what))
         for what in request.get("forbid_distributions", []):
             stack.enter_context(testing.forbid_distributions(what))
+        log = stack.enter_context(testing.CallLog()) if request.get("log_calls") else None
         import pickle
         references = {name: pickle.loads(data)
                       for name, data in request.get("references", {}).items()}
@@ -301,7 +335,7 @@ def _context(request: dict):
             swap = testing.using_references(**references)
             swap.namespace = _user_namespace()
             stack.enter_context(swap)
-        yield
+        yield log
 
 
 def builtin_exception(name: str) -> type[BaseException] | None:
