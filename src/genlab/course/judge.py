@@ -95,12 +95,9 @@ class RemoteModule(Remote):
     def __class__(self):
         return self._torch_class
 
-    def _describe(self) -> dict:
-        return self._judge.describe(self._ref)
-
     def named_parameters(self, *args, **kwargs):
         out = []
-        for name, param, grad in self._describe()["parameters"]:
+        for name, param, grad in self._judge.describe(self._ref, "parameters"):
             if grad is not None:
                 param.grad = grad
             out.append((name, param))
@@ -111,7 +108,7 @@ class RemoteModule(Remote):
 
     def named_modules(self, *args, **kwargs):
         out = []
-        for name, type_name, torch_class in self._describe()["modules"]:
+        for name, type_name, torch_class in self._judge.describe(self._ref, "modules"):
             ref = self._ref + tuple(name.split(".")) if name else self._ref
             out.append((name, self._judge._handle(ref, type_name, torch_class)))
         return iter(out)
@@ -257,9 +254,10 @@ class Judge:
     def attribute(self, ref: tuple):
         return decode(self._ask({"op": "getattr", "target": ref}), self._handle)
 
-    def describe(self, ref: tuple) -> dict:
-        """A module's parameters (with gradients) and submodules (:class:`RemoteModule`)."""
-        return decode(self._ask({"op": "describe", "target": ref}))
+    def describe(self, ref: tuple, part: str) -> list:
+        """A module's ``"parameters"`` (name, copy, gradient) or ``"modules"`` (name, class,
+        torch.nn class): only the part asked for crosses the boundary."""
+        return decode(self._ask({"op": "describe", "target": ref, "part": part}))
 
     def vjp(self, call: int, grads, inputs) -> list:
         found = self._ask({"op": "vjp", "call": call,

@@ -233,7 +233,7 @@ def _answer(request: dict):
     if op == "getattr":
         return encode(target, _keep)
     if op == "describe":
-        return _describe_module(target)
+        return _describe_module(target, request["part"])
     if op != "call":
         raise ValueError(f"unknown request {op!r}")
     if request.get("rng") is not None:
@@ -266,16 +266,17 @@ def _answer(request: dict):
             "rng": torch.get_rng_state()}
 
 
-def _describe_module(module) -> tuple:
-    """What a test may ask of a student's module, as plain data: its parameters with their
-    gradients, and each submodule's name, class and nearest torch.nn class."""
+def _describe_module(module, part: str):
+    """What a test may ask of a student's module, as plain data: ``"parameters"``, each with
+    its gradient, or ``"modules"``, each submodule's name, class and nearest torch.nn class."""
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"a {type(module).__name__} is not an nn.Module")
-    return encode({
-        "parameters": [(name, p, p.grad) for name, p in module.named_parameters()],
-        "modules": [(name, f"{type(m).__module__}.{type(m).__qualname__}", torch_class(m))
-                    for name, m in module.named_modules()],
-        "training": bool(module.training)})
+    if part == "parameters":
+        return encode([(name, p, p.grad) for name, p in module.named_parameters()])
+    if part == "modules":
+        return encode([(name, f"{type(m).__module__}.{type(m).__qualname__}", torch_class(m))
+                       for name, m in module.named_modules()])
+    raise ValueError(f"unknown part {part!r}")
 
 
 def _has_state(obj) -> bool:
