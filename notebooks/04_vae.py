@@ -729,8 +729,8 @@ class VAE(nn.Module):
 import torch
 import torch.nn.functional as F
 from torch import nn
-from genlab.testing import (CheckFailed, build_module, check_close, check_tensor, devices,
-                            notebook_globals)
+from genlab.testing import (CheckFailed, Spy, build_module, check_close, check_tensor, devices,
+                            notebook_globals, optimizer_for)
 
 
 def _vae_build(latent_dim, seed=0):
@@ -791,19 +791,17 @@ def _vae_check(latent_dim, n=5, dev="cpu", seed=0):
                               f"codes\n  Hint: this looks like {mistake}")
         # forward: (logits, mu, logvar), with the logits decoded from reparameterize(mu, logvar).
         what = f"VAE({latent_dim})(x), the forward pass"
-        calls = []
+        # while the forward runs, reparameterize is a spy: it records (mu, logvar) and returns
+        # the code for eps = 0.5, so that the logits can be checked
+        spy = Spy(lambda m, lv, eps=None: m + torch.exp(0.5 * lv) * torch.full_like(m, 0.5))
         namespace = notebook_globals()    # where your forward looks up reparameterize
         real = namespace.get("reparameterize")
-
-        def spy(m, lv, eps=None):
-            calls.append((m.detach().clone(), lv.detach().clone()))
-            return m + torch.exp(0.5 * lv) * torch.full_like(m, 0.5)
-
         namespace["reparameterize"] = spy
         try:
             out = attempt(what, model, x)
         finally:
             namespace["reparameterize"] = real
+        calls = spy.calls
         if not isinstance(out, tuple) or len(out) != 3:
             raise CheckFailed(f"{what}: expected a tuple (logits, mu, logvar), got "
                               f"{type(out).__name__}\n  Hint: the loss needs all three")
@@ -840,7 +838,7 @@ def _vae_learns(latent_dim=4, steps=10, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(16, 1, 28, 28, generator=g) < 0.15).float()
     x[:, :, 8:20, 12:16] = 1.0
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = optimizer_for(model, "Adam", lr=3e-3)
 
     def loss():
         torch.manual_seed(seed)
@@ -850,9 +848,17 @@ def _vae_learns(latent_dim=4, steps=10, seed=0):
 
     model.train()
     before = attempt(f"VAE({latent_dim}) training step", loss)
-    for _ in range(steps):
+    for step in range(steps):
         optimizer.zero_grad()
         loss().backward()
+        if step == 0:
+            frozen = [name for name, p in model.named_parameters()
+                      if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+            if frozen:
+                raise CheckFailed(f"VAE({latent_dim}): the negative ELBO gives no gradient to "
+                                  f"{', '.join(frozen[:4])}{' ...' if len(frozen) > 4 else ''}\n"
+                                  "  Hint: this looks like torch.no_grad() or .detach() inside the "
+                                  "model: gradients must reach the encoder and the decoder")
         optimizer.step()
     after = loss().item()
     if not after < 0.9 * before.item():

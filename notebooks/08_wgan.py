@@ -1098,7 +1098,7 @@ def wgan_train_step(G, critic, opt_g, opt_c, real_batches, z_fn, n_critic=5, cli
 import copy
 import torch
 from torch import nn
-from genlab.testing import CheckFailed, check_close, check_number, devices, using_references
+from genlab.testing import CheckFailed, Spy, check_close, check_number, devices, using_references
 
 
 class _TinyCritic(nn.Module):
@@ -1106,19 +1106,18 @@ class _TinyCritic(nn.Module):
         super().__init__()
         self.net = nn.Linear(4, 1) if linear else nn.Sequential(nn.Linear(4, 3), nn.Tanh(),
                                                                 nn.Linear(3, 1))
+        self.seen = []   # per forward: (critic steps taken so far, input requires grad, G moved)
 
     def forward(self, x):
         return self.net(x).squeeze(1)
 
 
 class _CountingSGD(torch.optim.SGD):
-    def __init__(self, params, lr, on_step=None):
+    def __init__(self, params, lr):
         super().__init__(params, lr=lr)
-        self.steps, self.on_step = 0, on_step
+        self.steps = 0
 
     def step(self, closure=None):
-        if self.on_step is not None:
-            self.on_step()
         self.steps += 1
         return super().step(closure)
 
@@ -1193,19 +1192,12 @@ def _step_check(n_critic=3, clip=None, gp_weight=None, seed=0, device="cpu"):
     lr_g, lr_c = 0.1, 0.2
     G0 = _flat(G)
     start = (copy.deepcopy(G), copy.deepcopy(critic))    # for the computations by hand
-    calls = []
-
-    def z_fn(size):
-        calls.append(size)
-        return zs[min(len(calls) - 1, len(zs) - 1)][:size]
-
-    g_changed = []
-    opt_c = _CountingSGD(critic.parameters(), lr_c,
-                         on_step=lambda: g_changed.append(not torch.equal(_flat(G), G0)))
+    # z_fn hands out zs[0], zs[1], ... and records its calls
+    z_fn = Spy(lambda size: zs[min(len(z_fn.calls) - 1, len(zs) - 1)][:size])
+    opt_c = _CountingSGD(critic.parameters(), lr_c)
     opt_g = _CountingSGD(G.parameters(), lr_g)
-    critic_inputs = []
-    critic.register_forward_pre_hook(
-        lambda module, args: critic_inputs.append((opt_c.steps, args[0].requires_grad)))
+    critic.register_forward_pre_hook(lambda module, args: module.seen.append(
+        (opt_c.steps, args[0].requires_grad, not torch.equal(_flat(G), G0))))
     for p in list(G.parameters()) + list(critic.parameters()):    # junk left from before
         p.grad = torch.ones_like(p)
 
@@ -1229,16 +1221,16 @@ def _step_check(n_critic=3, clip=None, gp_weight=None, seed=0, device="cpu"):
                               "float\n  Hint: use .item() on the losses")
     check_number(opt_c.steps, n_critic, f"{what}: number of opt_c.step() calls", integer=True,
                  mistakes={"only one critic step: do n_critic critic steps, one per real batch": 1})
-    if gp_weight is None and any(needs for c_steps, needs in critic_inputs if c_steps < n_critic):
+    if gp_weight is None and any(needs for c_steps, needs, _ in critic.seen if c_steps < n_critic):
         raise CheckFailed(f"{what}: during the critic steps the critic was fed images that carry "
                           "a graph back to G\n  Hint: this looks like fakes that are not detached: "
                           "make them under torch.no_grad() or with .detach()")
     check_number(opt_g.steps, 1, f"{what}: number of opt_g.step() calls", integer=True,
                  mistakes={"calling opt_g.step() inside the critic loop": n_critic + 1})
-    if any(g_changed):
+    if any(moved for c_steps, _, moved in critic.seen if c_steps < n_critic):
         raise CheckFailed(f"{what}: the generator changed during the critic steps\n  Hint: the "
                           "critic steps must not update G")
-    check_number(len(calls), n_critic + 1, f"{what}: number of z_fn calls", integer=True,
+    check_number(len(z_fn.calls), n_critic + 1, f"{what}: number of z_fn calls", integer=True,
                  mistakes={"one z for all critic steps: draw fresh codes for every critic step": 2,
                            "reusing the last critic step's codes for the generator step: draw "
                            "fresh codes for the generator": n_critic,

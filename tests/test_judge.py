@@ -209,6 +209,94 @@ def test_a_module_in_the_kernel_answers_like_a_module(kernel, judge):
     assert all(p.grad is None for p in m.parameters())
 
 
+def test_a_model_in_the_kernel_trains_with_an_optimizer_there(kernel, judge):
+    """optimizer_for(model) on the student's module makes the optimizer in the kernel: the
+    test's loss, its backward into the kernel's weights and the step act as in one process."""
+    student(kernel, STUDENT_NET)
+    torch.manual_seed(0)
+    m = judge.namespace["f"](4)
+    x = torch.randn(5, 1, 7, 7)
+    opt = testing.optimizer_for(m, "SGD", lr=0.1)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    opt.zero_grad()
+    m(x).square().mean().backward()
+    grads = {n: p.grad for n, p in m.named_parameters()}
+    opt.step()
+    for name, p in m.named_parameters():
+        assert grads[name] is not None, name
+        torch.testing.assert_close(p, before[name] - 0.1 * grads[name])
+    with pytest.raises(ValueError, match="no optimizer"):
+        testing.optimizer_for(m, "system")
+
+
+def test_spies_record_the_calls_made_in_the_kernel(kernel, judge):
+    """A Spy put in the notebook's namespace, or passed as an argument, runs in the kernel in
+    place of the student's function; its records come back."""
+    student(kernel, """
+        def g(x):
+            return x - 100
+        def f(x):
+            return g(x) * 2
+        def h(fn):
+            return fn(3) + fn(4)
+        """)
+    assert judged(judge, """
+        import torch
+        from genlab.testing import Spy, notebook_globals
+        spy = Spy(lambda x: x + 1)
+        namespace = notebook_globals()
+        real, namespace["g"] = namespace["g"], spy
+        try:
+            out = f(torch.arange(3.0))
+        finally:
+            namespace["g"] = real
+        torch.testing.assert_close(out, (torch.arange(3.0) + 1) * 2)
+        assert len(spy.calls) == 1
+        torch.testing.assert_close(spy.calls[0][0], torch.arange(3.0))
+        torch.testing.assert_close(f(torch.zeros(1)), torch.full((1,), -200.0))  # g is back
+        counting = Spy(lambda n: 10 * n)
+        assert h(counting) == 70 and counting.calls == [(3,), (4,)]
+        """) == []
+
+
+def test_the_tests_modules_get_gradients_through_the_kernel(kernel, judge):
+    """A test's own module passed to the student's function (a critic): the result's gradient
+    with respect to its weights, through a double backward in the kernel, matches one process;
+    gradients the module held before the call reach the kernel."""
+    from torch import nn
+    student(kernel, """
+        import torch
+        def f(critic, x):
+            x = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+            return (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
+        def g(model):
+            return [None if p.grad is None else float(p.grad.sum()) for p in model.parameters()]
+        """)
+    local = {}
+    exec(textwrap.dedent("""
+        import torch
+        def f(critic, x):
+            x = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+            return (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
+        """), local)
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = torch.randn(6, 4)
+    got = judge.namespace["f"](critic, x)
+    assert got.requires_grad
+    mine = torch.autograd.grad(got, list(critic.parameters()), allow_unused=True)
+    want = torch.autograd.grad(local["f"](critic, x), list(critic.parameters()), allow_unused=True)
+    for a, b in zip(mine, want):
+        assert (a is None) == (b is None)
+        if b is not None:
+            torch.testing.assert_close(a, b)
+    for p in critic.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    assert judge.namespace["g"](critic) == [0.5 * p.numel() for p in critic.parameters()]
+
+
 def test_only_torch_nn_classes_are_taken_from_the_kernel():
     """The class a kernel reports for a module is looked up in torch.nn only."""
     from torch import nn

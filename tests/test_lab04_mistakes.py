@@ -317,7 +317,17 @@ def test_vae_that_cannot_learn_fails(lab):
 
         def decode(self, z):
             return super().decode(z).detach() + 0 * z.sum()
-    lab.fails_with("test_VAE", "Adam steps", VAE=VAE)
+    lab.fails_with("test_VAE", "gives no gradient to", VAE=VAE)
+
+
+def test_vae_with_a_frozen_encoder_fails(lab):
+    """The decoder alone lowers the loss, so it is the gradients that must be checked."""
+    class VAE(_make_vae()):
+        def encode(self, x):
+            with torch.no_grad():
+                h = self.body(x)
+                return self.fc_mu(h), self.fc_logvar(h)
+    lab.fails_with("test_VAE", "torch.no_grad() or .detach() inside the model", VAE=VAE)
 
 
 def test_vae_alternatives_pass(lab):

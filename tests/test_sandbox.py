@@ -47,3 +47,18 @@ def test_sandbox_passes_only_the_grading_settings(monkeypatch, tmp_path):
     assert str(tmp_path / "ipc") in argv       # its own socket folder, and nothing of the course
     for folder in ("solutions", "labs", "grading", "notebooks", "tests"):
         assert not any(a.startswith(str(ROOT / folder)) for a in argv), folder
+
+
+def test_an_environment_under_tmp_is_not_hidden_by_the_sandboxs_tmpfs(monkeypatch, tmp_path):
+    """The Python environment is bound after /tmp's fresh tmpfs: a course cloned (and its
+    virtual environment made) under /tmp still has a working kernel."""
+    if not sandbox.shutil.which("bwrap"):
+        pytest.skip("bubblewrap is not installed")
+    connection = tmp_path / "kernel.json"
+    connection.write_text(json.dumps({"transport": "ipc", "ip": str(tmp_path / "ipc" / "k")}))
+    monkeypatch.setattr(sandbox, "_python_paths", lambda: [Path("/tmp/course/.venv")])
+    argv = sandbox.bwrap_argv(str(connection), ["python"])
+    tmpfs = argv.index("--tmpfs")
+    assert argv[tmpfs + 1] == "/tmp"
+    bind = [i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] == "/tmp/course/.venv"]
+    assert bind and bind[0] > tmpfs

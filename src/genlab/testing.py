@@ -280,6 +280,36 @@ class CallLog(torch.overrides.TorchFunctionMode):
                 for name, kwargs in self.calls]
 
 
+class Spy:
+    """A stand-in that a test puts where the student's code will call it (in the notebook's
+    namespace, or as an argument): it records each call's positional arguments in ``calls``
+    (tensors as detached copies) and answers with ``answer(*args, **kwargs)``. In a judged test
+    the spy runs in the student's kernel and ``calls`` comes back with the call's results.
+
+    >>> spy = Spy(lambda mu, logvar: mu)
+    >>> notebook_globals()["reparameterize"] = spy       # then call the student's forward
+    """
+
+    def __init__(self, answer: Callable):
+        self.answer = answer
+        self.calls: list[tuple] = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a
+                                for a in args))
+        return self.answer(*args, **kwargs)
+
+
+def optimizer_for(model: torch.nn.Module, name: str = "Adam", **options):
+    """``torch.optim.<name>(model.parameters(), **options)`` for a test that trains the
+    student's model. In a judged test the model lives in the student's kernel, and so does its
+    optimizer (``zero_grad()`` and ``step()`` act there); the losses stay the test's."""
+    in_kernel = getattr(type(model), "kernel_optimizer", None)
+    if in_kernel is not None:
+        return in_kernel(model, name, **options)
+    return getattr(torch.optim, name)(model.parameters(), **options)
+
+
 _NOTEBOOKS: list[dict] = []  # the namespaces of the test cells running now (innermost last)
 
 

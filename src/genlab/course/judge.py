@@ -119,6 +119,11 @@ class RemoteModule(Remote):
     def children(self):
         return iter([m for name, m in self.named_modules() if name and "." not in name])
 
+    def kernel_optimizer(self, name: str, **options):
+        """``torch.optim.<name>`` over this module's parameters, made in the kernel: a handle
+        whose ``zero_grad()`` and ``step()`` act there (:func:`genlab.testing.optimizer_for`)."""
+        return self._judge.optimizer(self._ref, name, options)
+
     def __repr__(self) -> str:
         return f"<{self._type} (an nn.Module) in the student's kernel>"
 
@@ -208,13 +213,20 @@ class Judge:
     # ------------------------------------------------------------------ calls into the kernel
     def call(self, ref: tuple, args: tuple, kwargs: dict):
         self.calls += 1
-        inputs = [x for x in [*args, *kwargs.values()] if isinstance(x, torch.Tensor)]
+        arguments = [*args, *kwargs.values()]
+        # What the result's gradients may flow to: tensor arguments, then the parameters of the
+        # test's modules passed along (a critic whose weights a penalty must train).
+        modules = [i for i, x in enumerate(arguments)
+                   if isinstance(x, torch.nn.Module) and not isinstance(x, Remote)]
+        inputs = [x for x in arguments if isinstance(x, torch.Tensor)] + \
+            [p for i in modules for p in arguments[i].parameters()]
         generators = [x for x in [*args, *kwargs.values()] if isinstance(x, torch.Generator)]
         # With gradients on, the kernel keeps the call's graph: backward() here reaches the
         # student's parameters there even when no input requires grad (a module's forward).
         graph = torch.is_grad_enabled()
+        context, spies = self._context()
         request = {"op": "call", "target": ref, "call": self.calls, "graph": graph,
-                   "rng": torch.get_rng_state(), **self._context()}
+                   "modules": modules, "rng": torch.get_rng_state(), **context}
         try:
             request["args"] = encode(list(args), _as_reference)
             request["kwargs"] = encode(dict(kwargs), _as_reference)
@@ -232,9 +244,11 @@ class Judge:
                 new = decode(tagged)
                 if inputs[index].shape == new.shape:
                     inputs[index].copy_(new)
-        arguments = [*args, *kwargs.values()]
         for index, tagged in reply["objects"]:
             _restore(arguments[index], decode(tagged))
+        for name, tagged in reply["spies"]:
+            if name in spies:
+                _restore(spies[name], decode(tagged))
         for log in testing.CALL_LOGS:
             log.calls.extend(decode(reply["calls"]))
         result = decode(reply["result"], self._handle)
@@ -250,6 +264,10 @@ class Judge:
                                  *inputs, *anchors)
             result = _replace_tensors(result, iter(linked))
         return result
+
+    def optimizer(self, ref: tuple, name: str, options: dict):
+        return decode(self._ask({"op": "optimizer", "target": ref, "name": name,
+                                 "options": encode(options)}), self._handle)
 
     def attribute(self, ref: tuple):
         return decode(self._ask({"op": "getattr", "target": ref}), self._handle)
@@ -275,18 +293,21 @@ class Judge:
             return RemoteModule(self, ref, type_name, cls)
         return Remote(self, ref, type_name)
 
-    def _context(self) -> dict:
-        """The test's context a call carries: forbid blocks and reference functions."""
-        references = {}
+    def _context(self) -> tuple[dict, dict]:
+        """The test's context a call carries (forbid blocks, reference functions and spies in
+        place of the student's), and the spies among those (their records come back)."""
+        references, spies = {}, {}
         for name in self.names:
             value = testing.notebook_globals().get(name) if testing._NOTEBOOKS else None
             if value is not None and not isinstance(value, Remote):
                 references[name] = _by_value(value)
+                if isinstance(value, testing.Spy):
+                    spies[name] = value
         return {"forbid": [(names, what) for kind, *rest in testing.FORBIDDEN
                            if kind == "calls" for names, what in [rest]],
                 "forbid_distributions": [rest[0] for kind, *rest in testing.FORBIDDEN
                                          if kind == "distributions"],
-                "references": references, "log_calls": bool(testing.CALL_LOGS)}
+                "references": references, "log_calls": bool(testing.CALL_LOGS)}, spies
 
     # ------------------------------------------------------------------------------ transport
     def _ask(self, request: dict):
@@ -415,19 +436,23 @@ def _by_value(function) -> bytes:
 
 def _pickled(args: tuple, kwargs: dict) -> bytes:
     """The call's arguments, pickled together (so that an optimizer still holds the module's
-    own parameters) by value (cloudpickle: a test's helper class travels with its code)."""
+    own parameters) by value (cloudpickle: a test's helper class travels with its code), with
+    the gradients their modules' parameters hold (pickling a parameter drops its ``.grad``)."""
     def plain(x):  # a tensor in a graph cannot be pickled; the kernel gets it as a leaf
         if isinstance(x, torch.Tensor) and not x.is_leaf:
             return x.detach().requires_grad_(x.requires_grad)
         return x
+    grads = [{n: p.grad.detach() for n, p in x.named_parameters() if p.grad is not None}
+             if isinstance(x, torch.nn.Module) else None for x in [*args, *kwargs.values()]]
     with _answer_keys_by_value() as cloudpickle:
         return cloudpickle.dumps(([plain(a) for a in args],
-                                  {k: plain(v) for k, v in kwargs.items()}))
+                                  {k: plain(v) for k, v in kwargs.items()}, grads))
 
 
 def _restore(obj, state) -> None:
-    """Bring a module or optimizer of the test's up to date with its copy in the kernel."""
-    obj.load_state_dict(state["state"])
+    """Bring a module, optimizer or spy of the test's up to date with its copy in the kernel."""
+    if "state" in state:
+        obj.load_state_dict(state["state"])
     if isinstance(obj, torch.nn.Module):
         for name, param in obj.named_parameters():
             grad = state["grads"].get(name)

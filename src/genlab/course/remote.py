@@ -227,11 +227,17 @@ def _answer(request: dict):
             x.grad = None
             x.retain_grad()
         if pairs:
-            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs],
+                                    retain_graph=True)
         return [encode(x.grad if x.requires_grad else None) for x in inputs]
     target = _lookup(request["target"])
     if op == "getattr":
         return encode(target, _keep)
+    if op == "optimizer":  # an optimizer of torch.optim over a module's parameters, kept here
+        cls = getattr(torch.optim, str(request["name"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise ValueError(f"torch.optim has no optimizer {request['name']!r}")
+        return encode(cls(target.parameters(), **decode(request["options"])), _keep)
     if op == "describe":
         return _describe_module(target, request["part"])
     if op != "call":
@@ -240,10 +246,13 @@ def _answer(request: dict):
         torch.set_rng_state(request["rng"])
     if request.get("pickled") is not None:  # objects of the test's: modules, optimizers, ...
         import pickle
-        args, kwargs = pickle.loads(request["pickled"])
+        args, kwargs, grads = pickle.loads(request["pickled"])
         for index, attributes in request.get("attributes", []):  # optimizers pickle only state
             for name, value in attributes.items():
                 setattr([*args, *kwargs.values()][index], name, value)
+        for module, found in zip([*args, *kwargs.values()], grads):
+            for name, param in (module.named_parameters() if found else ()):
+                param.grad = found.get(name)
     else:
         args = decode(request["args"], lambda ref, *_: _lookup(ref))
         kwargs = decode(request["kwargs"], lambda ref, *_: _lookup(ref))
@@ -251,17 +260,22 @@ def _answer(request: dict):
     tensors = [x for x in arguments if isinstance(x, torch.Tensor)]
     before = [x.detach().clone() for x in tensors]
     generators = [x for x in arguments if isinstance(x, torch.Generator)]
-    with _context(request) as log:
+    with _context(request) as (log, references):
         result = target(*args, **kwargs)
     changed = [i for i, (x, b) in enumerate(zip(tensors, before))
                if x.shape != b.shape or not torch.equal(x.detach(), b)]
     leaves = _tensors_in(result)
     if request.get("graph") and any(t.requires_grad for t in leaves):
-        _graphs[request["call"]] = (tensors, leaves)
+        # the same inputs, in the same order, as the grader links: tensors, then module weights
+        params = [p for i in request.get("modules", []) for p in arguments[i].parameters()]
+        _graphs[request["call"]] = (tensors + params, leaves)
+    from genlab.testing import Spy
     return {"result": encode(result, _keep),
             "changed": [(i, encode(tensors[i])) for i in changed],
             "generators": [g.get_state() for g in generators],
             "objects": [(i, _state_of(x)) for i, x in enumerate(arguments) if _has_state(x)],
+            "spies": [(name, _state_of(x)) for name, x in references.items()
+                      if isinstance(x, Spy)],
             "calls": encode(log.plain_calls() if log is not None else []),
             "rng": torch.get_rng_state()}
 
@@ -280,13 +294,17 @@ def _describe_module(module, part: str):
 
 
 def _has_state(obj) -> bool:
-    return isinstance(obj, (torch.nn.Module, torch.optim.Optimizer))
+    from genlab.testing import Spy
+    return isinstance(obj, (torch.nn.Module, torch.optim.Optimizer, Spy))
 
 
 def _state_of(obj):
-    """What a call may have changed in a module or optimizer of the test's, as plain data:
+    """What a call may have changed in a module, optimizer or spy of the test's, as plain data:
     parameters, buffers, gradients, optimizer state, and public attributes holding plain data
-    (a test's counters)."""
+    (a test's counters, a spy's records)."""
+    from genlab.testing import Spy
+    if isinstance(obj, Spy):
+        return encode({"attributes": {"": plain_attributes(obj)}})
     if isinstance(obj, torch.nn.Module):
         return encode({"state": dict(obj.state_dict()),
                        "grads": {n: p.grad for n, p in obj.named_parameters()},
@@ -336,7 +354,7 @@ def _context(request: dict):
             swap = testing.using_references(**references)
             swap.namespace = _user_namespace()
             stack.enter_context(swap)
-        yield log
+        yield log, references
 
 
 def builtin_exception(name: str) -> type[BaseException] | None:

@@ -90,12 +90,13 @@ def bwrap_argv(connection_file: str, inner: list[str]) -> list[str]:
     disk = int(config.grader_disk_mb() * 2**20)
     args = [shutil.which("bwrap"), "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
             *_system_binds()]
-    for path in _python_paths():
-        args += ["--ro-bind", str(path), str(path)]
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(disk), "--tmpfs", "/tmp",
              "--dir", "/tmp/work", "--dir", "/tmp/home", "--dir", "/tmp/data",
              "--ro-bind", connection_file, connection_file]
+    # after the tmpfs, so that an environment or course under /tmp stays visible (read-only)
+    for path in _python_paths():
+        args += ["--ro-bind", str(path), str(path)]
     args += _hidden_modules(os.environ.get("GENLAB_SANDBOX_HIDE", ""))
     if info.get("transport") == "ipc":  # the sockets live in the folder of the "ip" path
         sockets = str(Path(info["ip"]).parent)
