@@ -979,9 +979,10 @@ with using_references(discriminator_loss=_d_loss, generator_loss=_g_loss):
 #
 # **One deliberate departure.** Radford et al.'s learning rate $2\cdot10^{-4}$ was tuned for runs
 # of many epochs over large data sets. In our short CPU budget it learns too slowly: on the
-# fallback digits, after 24 epochs at width 32, it reached a Fréchet distance (Part 6) of about
-# 66 with one digit class at 2% of the samples, against about 39 and 4.7% with $5\cdot10^{-4}$
-# (same $\beta_1 = 0.5$, same batch size 64). The CPU budget therefore uses $5\cdot10^{-4}$.
+# fallback digits at width 32 it ends near a Fréchet distance (Part 6) of 65 with a digit class
+# at only about 2% of the samples, where $5\cdot10^{-4}$ reaches about 40–45 with the rarest
+# digit at 4–6% (same $\beta_1 = 0.5$, same batch size 64). The CPU budget therefore uses
+# $5\cdot10^{-4}$.
 #
 # The training loop is genlab's `fit` with your `gan_train_step` as the step: `train_gan` creates
 # the two Adam optimizers ($\beta_1 = 0.5$), maps each real batch to $[-1, 1]$, draws a fresh
@@ -1018,8 +1019,8 @@ print(f"trained in {history.seconds:.0f} s ({history.images_per_second:,.0f} ima
 # an opponent that keeps changing. What to look for:
 #
 # * **$\mathcal L_D$ near $2\log 2 \approx 1.39$ and $\mathcal L_G$ near $\log 2 \approx 0.69$**
-#   would mean the discriminator is guessing ($D = \tfrac12$). In practice $D$ stays ahead: in our
-#   run $\mathcal L_D$ settles around 0.7–1.0 and $\mathcal L_G$ around 1.5–2. What matters is
+#   would mean the discriminator is guessing ($D = \tfrac12$). In practice $D$ stays ahead: expect
+#   $\mathcal L_D$ to settle around 0.7–1.0 and $\mathcal L_G$ around 1.5–2. What matters is
 #   that neither runs away.
 # * **$\mathcal L_D \to 0$ with $\mathcal L_G$ growing** means the discriminator wins outright:
 #   the generator's fakes are trivially rejected and it is barely learning. The first epoch looks
@@ -1155,27 +1156,17 @@ ax.legend()
 show(fig)
 
 # %% [markdown]
-# ## The figures of this run
+# ## What to expect
 #
-# Under the default budget on the fallback data (4,000 training digits, 30 epochs, width 32,
-# learning rate $5\cdot10^{-4}$; 1,000 samples scored against the 1,000 test digits) reference runs
-# gave:
-#
-# | | Fréchet distance | smallest class share | confidence |
-# |---|---|---|---|
-# | 1,000 real training digits (the floor) | 3.9 | 8.2% | 0.94 |
-# | untrained generator | 1050 | 0.0% | 0.49 |
-# | trained DCGAN, run A | 45.2 | 5.8% (digit 1; digit 0 had 17.9%) | 0.79 |
-# | trained DCGAN, run B | 41.8 | 4.0% | 0.77 |
-# | run A's setting, 40 epochs | 43.9 | 4.7% (digit 4; digit 0 had 18.3%) | 0.79 |
-#
-# Every digit class is there, though not evenly: round zeros are over-produced and ones and fours
-# under-produced, and the smallest share moves between 4 % and 6 % from run to run (runs A and B
-# differ only in the number of CPU threads, which changes the order of floating-point additions).
-# So at this budget every digit reaching 5 % of the samples happens on some runs and not on
-# others. The distance is an order of magnitude above the floor — the samples are recognisable but
-# often wobbly, which the classifier's lower confidence also says. Your numbers will differ
-# somewhat: GAN training is sensitive to everything.
+# At the default CPU budget (the 4,000 fallback digits, 120,000 images, width 32; 1,000 samples
+# scored against the 1,000 test digits) expect a Fréchet distance of about 40–45 against a floor
+# of about 4 (an untrained generator scores about 1,000) and a confidence near 0.8. Every digit
+# class is there, though not evenly — round zeros are over-produced, ones and fours
+# under-produced — and the smallest class share moves between about 4 % and 6 % from run to run
+# (seeds of the initialization and batch order, even the number of CPU threads): at this budget
+# every digit reaching 5 % of the samples happens on some runs and not on others. The distance
+# stays an order of magnitude above the floor: the samples are recognisable but often wobbly,
+# which the classifier's lower confidence also says.
 # %%
 print(f"DCGAN: FD {quality.fd:.1f} against a train-vs-test floor of {quality.floor:.1f}; every "
       f"digit class at >= {100 * quality.coverage.min():.1f}% of samples; confidence "

@@ -1501,15 +1501,17 @@ for name, run in runs.items():
 # from its optimum, learns to separate the two distributions: read the curve after the first few
 # dozen updates.
 #
-# **Default-budget figures (CPU, fallback digits; a reference run).** With the same number of
-# generator updates (about 380–390 each) the Fréchet distances were DCGAN **129.1**, WGAN-clip
-# **198.3** and WGAN-GP **69.2**, against a train-vs-test floor of 3.9 (smallest class share 1.2 %,
-# 1.4 % and 1.7 %; confidence 0.68, 0.66 and 0.73). WGAN-GP thus ended at **0.54 times** DCGAN's
-# distance. The critic's $W_1$ estimate tracked the FD closely (correlation over the evaluations
-# +0.90 with clipping, +0.98 with the penalty), while DCGAN's discriminator loss did not measure sample
-# quality in any usable way. With the papers' learning rates (not raised) the same budget gave
-# FD 206 (DCGAN), 1,008 (WGAN-clip) and 869 (WGAN-GP): nothing had been learned yet. On a GPU the
-# full budget is needed to approach lab 7's reference DCGAN (FD 45 at width 32 and 30 epochs).
+# **What to expect at the default CPU budget (fallback digits).** With the same number of
+# generator updates (about 380–390 each), expect Fréchet distances of roughly 130 for DCGAN, 200
+# for WGAN-clip and 70 for WGAN-GP, against a train-vs-test floor of about 4 — WGAN-GP at about
+# half of DCGAN's distance — with smallest class shares of only 1–2 % and confidences of
+# 0.65–0.75: after so few updates no model has all ten digits in balance yet. The critic's $W_1$
+# estimate should track the FD closely (a correlation over the evaluations of about +0.9 with
+# clipping and close to +1 with the penalty), while DCGAN's discriminator loss does not measure
+# sample quality in any usable way. With the papers' learning rates (not raised) the same budget
+# leaves all three far behind (FD about 200 for DCGAN and 900–1,000 for the two WGANs): nothing
+# has been learned yet. On a GPU the full budget is needed to approach what lab 7's DCGAN reaches on the
+# CPU (FD about 40–45 at width 32 after 120,000 images).
 #
 # ## Part 6 · A learning rate that is too high
 #
@@ -1546,11 +1548,12 @@ show(fig)
 # shapes, while WGAN-GP, whose penalty keeps the critic's gradients at a fixed scale, keeps
 # training. Check that against the table below — and be ready for a surprise.
 #
-# **What a reference run gave (default CPU budget).** A tenfold rate made *both* models better
-# in half the updates (DCGAN FD 92.6, WGAN-GP 34.1, against 129.1 and 69.2 at the base rates):
-# on a budget this short, bigger steps mostly help. Pushing further in a separate run, with the
-# same half budget: ×30 gave DCGAN 69 and WGAN-GP 80; ×100 gave DCGAN 74, while WGAN-GP broke down
-# (FD 713). So on this small problem and budget the robustness claim does *not* show; the
+# **What to expect (default CPU budget).** A tenfold rate makes *both* models better in half
+# the updates (expect an FD around 90 for DCGAN and 35 for WGAN-GP, against about 130 and 70 at
+# the base rates): on a budget this short, bigger steps mostly help. Pushing further, with the
+# same half budget, ×30 gives both models an FD of roughly 70–80, and at ×100 DCGAN still ends
+# near 75 while WGAN-GP breaks down (FD above 700). So on this small problem and budget the
+# robustness claim does *not* show; the
 # failures Gulrajani et al. describe (mode collapse, oscillation, architectures without batch
 # norm) develop over thousands of updates and in harder settings. Question 7 asks you to probe
 # further; judge by the FD curves and the class coverage rather than single numbers.
