@@ -227,6 +227,10 @@ def test_a_model_in_the_kernel_trains_with_an_optimizer_there(kernel, judge):
         torch.testing.assert_close(p, before[name] - 0.1 * grads[name])
     with pytest.raises(ValueError, match="no optimizer"):
         testing.optimizer_for(m, "system")
+    local = torch.nn.Linear(2, 2)          # in one process: the same call, the same errors
+    assert isinstance(testing.optimizer_for(local, "SGD", lr=0.1), torch.optim.SGD)
+    with pytest.raises(ValueError, match="no optimizer"):
+        testing.optimizer_for(local, "system")
 
 
 def test_spies_record_the_calls_made_in_the_kernel(kernel, judge):

@@ -307,7 +307,10 @@ def optimizer_for(model: torch.nn.Module, name: str = "Adam", **options):
     in_kernel = getattr(type(model), "kernel_optimizer", None)
     if in_kernel is not None:
         return in_kernel(model, name, **options)
-    return getattr(torch.optim, name)(model.parameters(), **options)
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ValueError(f"torch.optim has no optimizer {name!r}")
+    return cls(model.parameters(), **options)
 
 
 _NOTEBOOKS: list[dict] = []  # the namespaces of the test cells running now (innermost last)
