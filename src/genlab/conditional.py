@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import model_device
 from .vae import elbo_loss, reparameterize
 
 
@@ -80,16 +81,13 @@ def cvae_loss(model: ConditionalVAE, batch, beta: float = 1.0):
     return loss, {"recon": recon, "kl": kl}
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def sample(model: ConditionalVAE, labels: torch.Tensor,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """One image in [0, 1] per label, decoded from ``z ~ N(0, I)`` with that label."""
+    device = model_device(model)
     z = torch.randn(len(labels), model.latent_dim, generator=generator)
-    return torch.sigmoid(model.decode(z.to(_device(model)), labels.to(_device(model)))).cpu()
+    return torch.sigmoid(model.decode(z.to(device), labels.to(device))).cpu()
 
 
 @torch.no_grad()
@@ -98,7 +96,7 @@ def restyle(model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor,
     """Each image's style as every label: encode ``x`` with its own label ``y`` (posterior mean),
     decode that code once per entry of ``labels``. Returns ``(len(x), len(labels), 1, 28, 28)``
     pixel probabilities."""
-    device = _device(model)
+    device = model_device(model)
     mu, _ = model.encode(x.to(device), y.to(device))
     codes = mu.repeat_interleave(len(labels), 0)
     out = model.decode(codes, labels.to(device).repeat(len(x)))
@@ -114,7 +112,7 @@ def class_means(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     counts = torch.bincount(y.long(), minlength=n_classes)
     if len(counts) > n_classes or bool((counts == 0).any()):
         raise ValueError(f"every class in [0, {n_classes}) needs an image; counts {counts.tolist()}")
-    mu = torch.cat([model.encode(x[i:i + 1000].to(_device(model)))[0].cpu()
+    mu = torch.cat([model.encode(x[i:i + 1000].to(model_device(model)))[0].cpu()
                     for i in range(0, len(x), 1000)])
     sums = torch.zeros(n_classes, mu.shape[1]).index_add_(0, y.long(), mu)
     return sums / counts[:, None]
@@ -125,6 +123,6 @@ def latent_arithmetic(model: nn.Module, x: torch.Tensor, source: int, target: in
                       means: torch.Tensor) -> torch.Tensor:
     """Decode ``mu(x) - means[source] + means[target]`` (pixel probabilities, on the CPU): the
     images ``x`` of class ``source`` moved, in a plain VAE's code, towards class ``target``."""
-    mu, _ = model.encode(x.to(_device(model)))
+    mu, _ = model.encode(x.to(model_device(model)))
     shift = (means[target] - means[source]).to(mu)
     return torch.sigmoid(model.decode(mu + shift)).cpu()

@@ -220,7 +220,7 @@ class Judge:
                    if isinstance(x, torch.nn.Module) and not isinstance(x, Remote)]
         inputs = [x for x in arguments if isinstance(x, torch.Tensor)] + \
             [p for i in modules for p in arguments[i].parameters()]
-        generators = [x for x in [*args, *kwargs.values()] if isinstance(x, torch.Generator)]
+        generators = [x for x in arguments if isinstance(x, torch.Generator)]
         # With gradients on, the kernel keeps the call's graph: backward() here reaches the
         # student's parameters there even when no input requires grad (a module's forward).
         graph = torch.is_grad_enabled()
