@@ -38,6 +38,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+c.GenerateFeedback.exporter_class = "genlab.course.plugins.FeedbackExporter"  # no BeautifulSoup pass
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "genlab.course.plugins.HideTests",         # no hidden test code, no tracebacks into test code

@@ -384,3 +384,49 @@ def test_a_hanging_function_stops_the_notebook_not_the_grader(kernel, judge):
     with pytest.raises(JudgeStopped) as info:
         judge.namespace["f"]()
     assert info.value.ename == "CellTimeoutError" and time.monotonic() - start < 10
+
+
+def test_the_wire_format_round_trips_and_rejects_damage():
+    """What crosses the socket comes back with the same types, dtypes, shapes and values; bytes
+    that were not written by dumps (cut short, altered) give ValueError and never anything
+    else; what the format does not carry is refused when sent."""
+    import random
+    from genlab.course.remote import dumps, loads
+
+    message = {"op": "call", "rng": torch.get_rng_state(), "none": None, "flags": [True, False],
+               "numbers": (0, -2**70, 1.5, float("-inf")), "text": "é ß", "raw": b"\x00\xff",
+               "nested": {"a": [(1,), {"b": torch.tensor(3.0, dtype=torch.bfloat16)}]},
+               "tensors": [torch.zeros(0, 3), torch.tensor([True, False]),
+                           torch.randn(3, 2, dtype=torch.float64).t(),
+                           torch.randn(2, dtype=torch.complex64), torch.arange(6).reshape(2, 3)]}
+
+    def same(a, b):
+        if isinstance(a, torch.Tensor):
+            return type(b) is torch.Tensor and a.dtype == b.dtype and a.shape == b.shape \
+                and torch.equal(a, b)
+        if isinstance(a, dict):
+            return type(b) is dict and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        if isinstance(a, (list, tuple)):
+            return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+        return type(a) is type(b) and a == b
+
+    data = dumps(message)
+    assert same(message, loads(data))
+    rng = random.Random(0)
+    for i in range(2000):
+        damaged = bytearray(data[:rng.randrange(len(data))] if i % 2 else data)
+        if i % 2 == 0:
+            for _ in range(3):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        try:
+            loads(bytes(damaged))
+        except ValueError:
+            pass
+    with pytest.raises(ValueError, match="nested too deeply"):
+        deep = []
+        for _ in range(100):
+            deep = [deep]
+        dumps(deep)
+    for value in (object(), {1, 2}, 1j, torch.ones(2, dtype=torch.uint16)):
+        with pytest.raises(TypeError):
+            dumps(value)
