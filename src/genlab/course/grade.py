@@ -3,6 +3,7 @@ grades CSV, print a table. Student notebooks are only ever read: nbgrader copies
 ``autograded/`` and works there."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -135,9 +136,20 @@ def _grade_student_rows(course: Course, student: str, labs: list[str], threads: 
 def grade_student(course: Course, student: str, labs: list[str], parallel: bool = False):
     """Autograde and give feedback to one student's submissions of ``labs`` (the unit of work
     that ``--workers`` spreads over processes); yield a Grade per lab."""
-    with nbgrader_api(course) as api:
+    with nbgrader_api(course) as api, _kernel_pool(api, course, labs):
         for lab in labs:
             yield _grade_one(api, course, lab, student, parallel)
+
+
+def _kernel_pool(api, course: Course, labs: list[str]):
+    """Kernels forked from a warm sandbox for this student's labs (:mod:`genlab.course.pool`),
+    where the kernels are sandboxed at all."""
+    from . import plugins, pool
+    from .api import kernel_argv
+    if len(labs) < 2 or kernel_argv(warn=False)[1:3] != ["-m", "genlab.course.sandbox"]:
+        return contextlib.nullcontext()
+    sockets = Path(api.coursedir.config.KernelManager.ip).parent
+    return pool.KernelPool(sockets, {lab: plugins.kernel_plan(course.root, lab) for lab in labs})
 
 
 def _grade_one(api, course: Course, lab: str, student: str, parallel: bool = False) -> Grade:

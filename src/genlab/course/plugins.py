@@ -35,6 +35,7 @@ from .. import config
 from ..authoring import DEMO_TAG, scoped_test
 from ..labs import exercise_of
 from .api import patched_environ
+from . import pool
 from .judge import JudgeStopped
 
 # Error names genlab writes into a cell it could not run to the end.
@@ -202,8 +203,11 @@ class Execute(NbGraderExecute):
         stopped = None  # (ename, message) once the notebook cannot go on
         self._trusted = trusted_cells(self.nb, resources)
         hidden = ",".join(self._trusted.answer_key)  # read by the sandbox as the kernel starts
+        # a kernel forked from the student's warm sandbox, when genlab grade keeps one
+        zygote = pool.control_for((resources or {}).get("nbgrader", {}).get("assignment"), hidden)
         try:
-            with patched_environ(GENLAB_SANDBOX_HIDE=hidden or None), self.setup_kernel():
+            with patched_environ(GENLAB_SANDBOX_HIDE=hidden or None,
+                                 **{pool.ENV: zygote}), self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
                 self._judge = self._start_judge(resources)
@@ -301,12 +305,40 @@ def trusted_cells(nb, resources) -> TrustedCells:
             trusted.tests[name] = source
         elif locked and name not in graded:
             trusted.setup.append(source)
-    # Every test is judged, so the kernel needs no reference answers: the sandbox hides the
-    # lab's genlab.<topic> (unless the lab's own setup imports it).
-    module = f"genlab.{lab.topic}"
-    if not any(module in source for source in trusted.setup):
-        trusted.answer_key.append(module)
+    trusted.answer_key = answer_key(lab, trusted.setup)
     return trusted
+
+
+def answer_key(lab, setup: list[str]) -> list[str]:
+    """Every test is judged, so the kernel needs no reference answers: the sandbox hides the
+    lab's genlab.<topic> (unless the lab's own set-up cells import it)."""
+    module = f"genlab.{lab.topic}"
+    return [] if any(module in source for source in setup) else [module]
+
+
+_GENLAB_MODULE = re.compile(r"\bgenlab\.(\w+)")
+_GENLAB_IMPORT = re.compile(r"\bfrom[ \t]+genlab[ \t]+import[ \t(]+([\w \t,]+)")
+
+
+def kernel_plan(root, lab_id: str) -> tuple[set[str], set[str]]:
+    """For :mod:`genlab.course.pool`: the answer key a lab's kernel must not see, and the genlab
+    modules its own code imports (the cells that run in the kernel when grading, read from the
+    instructor's copy of the lab)."""
+    from .. import labs
+    lab = labs.get(lab_id)
+    nb = nbformat.read(str(root / "solutions" / lab_id / f"{lab_id}.ipynb"), as_version=4)
+    setup, needs = [], set()
+    for cell in nb.cells:
+        if cell.cell_type != "code" or DEMO_TAG in cell.metadata.get("tags", []) \
+                or nbutils.is_grade(cell):
+            continue
+        if nbutils.is_locked(cell) and not nbutils.is_solution(cell):
+            setup.append(cell.source)
+        names = _GENLAB_MODULE.findall(cell.source) + \
+            [n.split()[0] for line in _GENLAB_IMPORT.findall(cell.source)
+             for n in line.split(",") if n.strip()]
+        needs |= {f"genlab.{name}" for name in names}
+    return set(answer_key(lab, setup)), needs
 
 
 def never_skip_graded_cells(nb, tag: str) -> None:

@@ -87,19 +87,25 @@ def _system_binds() -> list[str]:
 def bwrap_argv(connection_file: str, inner: list[str]) -> list[str]:
     """``bwrap`` arguments that run ``inner`` (the kernel command) in a fresh sandbox."""
     info = json.loads(Path(connection_file).read_text())
+    sockets = str(Path(info["ip"]).parent) if info.get("transport") == "ipc" else None
+    return _bwrap(inner, sockets, os.environ.get("GENLAB_SANDBOX_HIDE", ""),
+                  ["--ro-bind", connection_file, connection_file])
+
+
+def _bwrap(inner: list[str], sockets: str | None, hide: str, extra: list[str]) -> list[str]:
+    """The sandbox around ``inner``: ``sockets`` the folder of the IPC sockets (bound writable),
+    ``hide`` the genlab modules to empty, ``extra`` more binds."""
     disk = int(config.grader_disk_mb() * 2**20)
     args = [shutil.which("bwrap"), "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
             *_system_binds()]
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(disk), "--tmpfs", "/tmp",
-             "--dir", "/tmp/work", "--dir", "/tmp/home", "--dir", "/tmp/data",
-             "--ro-bind", connection_file, connection_file]
+             "--dir", "/tmp/work", "--dir", "/tmp/home", "--dir", "/tmp/data", *extra]
     # after the tmpfs, so that an environment or course under /tmp stays visible (read-only)
     for path in _python_paths():
         args += ["--ro-bind", str(path), str(path)]
-    args += _hidden_modules(os.environ.get("GENLAB_SANDBOX_HIDE", ""))
-    if info.get("transport") == "ipc":  # the sockets live in the folder of the "ip" path
-        sockets = str(Path(info["ip"]).parent)
+    args += _hidden_modules(hide)
+    if sockets:  # the sockets live in the folder of the "ip" path
         args += ["--bind", sockets, sockets]
     env = {k: v for k, v in os.environ.items() if k in PASSED_ENV}
     env.update(HOME="/tmp/home", TMPDIR="/tmp", GENLAB_DATA="/tmp/data", MPLCONFIGDIR="/tmp/home/mpl",
@@ -184,8 +190,18 @@ def _tree(root: int) -> list[int]:
 
 
 def _resident_bytes(pids) -> int:
+    """The memory of ``pids``: each process's proportional share (PSS) where the kernel says it,
+    so that the pages a forked kernel shares with its zygote count once; else resident pages."""
     page, total = os.sysconf("SC_PAGE_SIZE"), 0
     for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+            continue
+        except (OSError, IndexError, ValueError):
+            pass
         try:
             total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
         except (OSError, IndexError, ValueError):
@@ -201,7 +217,7 @@ def _kill(pids) -> None:
             pass
 
 
-def supervise(argv: list[str], poll: float = 0.1) -> int:
+def supervise(argv: list[str], poll: float = 0.1, extra_processes: int = 0) -> int:
     """Run ``argv`` (bwrap) and kill it when its process tree exceeds the memory or process
     limits, or when the grader that started us is gone. SIGTERM is forwarded; an interrupt
     (SIGINT to our process group) reaches the kernel directly. Returns the exit status."""
@@ -218,7 +234,7 @@ def supervise(argv: list[str], poll: float = 0.1) -> int:
             _kill(pids)
             return process.wait()
         memory = _resident_bytes(pids) if limit > 0 else 0
-        if memory > limit or len(pids) > max_procs + 2:  # + bwrap's two processes
+        if memory > limit or len(pids) > max_procs + 2 + extra_processes:  # + bwrap's two
             why = "memory" if memory > limit else "processes"
             print(f"genlab sandbox: the notebook exceeded its {why} limit; stopping it",
                   file=sys.stderr, flush=True)
@@ -230,9 +246,20 @@ def supervise(argv: list[str], poll: float = 0.1) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import pool
     parser = argparse.ArgumentParser(description="start a genlab grading kernel in a sandbox")
-    parser.add_argument("-f", dest="connection_file", required=True)
+    parser.add_argument("-f", dest="connection_file")
+    parser.add_argument("--zygote", help="start a zygote (genlab.course.pool) on this socket")
+    parser.add_argument("--sockets", help="with --zygote: the folder of the kernels' sockets")
     args = parser.parse_args(argv)
+    if args.zygote:
+        inner = _limits() + [sys.executable, "-m", "genlab.course.pool", args.zygote]
+        return supervise(_bwrap(inner, args.sockets, os.environ.get("GENLAB_SANDBOX_HIDE", ""), []),
+                         extra_processes=1)
+    if not args.connection_file:
+        parser.error("-f CONNECTION_FILE is required")
+    if os.environ.get(pool.ENV):   # a kernel forked by the student's zygote
+        return pool.launch(os.environ[pool.ENV], args.connection_file)
     inner = _limits() + [sys.executable, "-m", "ipykernel_launcher", "-f", args.connection_file]
     return supervise(bwrap_argv(args.connection_file, inner))
 
