@@ -129,6 +129,16 @@ def grader_sandbox() -> str:
     return value
 
 
+def grader_warm_kernels() -> bool:
+    """``GENLAB_GRADER_WARM``: ``1`` (default) forks a student's grading kernels from a warm
+    sandbox that has imported torch once (:mod:`genlab.course.pool`); ``0`` starts every
+    notebook's kernel from scratch."""
+    value = os.environ.get("GENLAB_GRADER_WARM", "1").strip()
+    if value not in {"0", "1"}:
+        raise ValueError(f"GENLAB_GRADER_WARM must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def grading_env() -> dict[str, str]:
     """Environment of the kernel that runs a notebook for ``genlab check`` and ``genlab grade``:
     fast mode, headless figures, no sliders, no download attempts, unbuffered output."""

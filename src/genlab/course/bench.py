@@ -4,12 +4,14 @@ one run, and where the time of one submission goes.
 A synthetic class (every student the model solution, so every notebook runs to the end; or,
 with ``mix``, a class from ``genlab example-class`` with blank, mistaken, partly done and broken
 students, each checked against the score its manifest expects) is graded from scratch once per
-worker count. The serial time of one notebook is split into
-kernel start (sandbox and Python), imports (the locked set-up cell), execution (the other
-graded cells) and nbgrader's own work (sanitizing, the gradebook, feedback HTML).
+worker count. The serial time of one notebook is split into the start of the student's warm
+sandboxes (:mod:`genlab.course.pool`, shared out over the notebooks), kernel start (a fork of
+the warm sandbox), imports (the locked set-up cell), the student's own cells, and the rest:
+the judged test cells and nbgrader's own work (sanitizing, the gradebook, feedback HTML).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -49,32 +51,55 @@ def make_class(root: Path, dest: Path, labs, students: int) -> Course:
     return Course(dest, dest / "grading" / "submitted", dest / "grading")
 
 
-def split_one_notebook(notebook: Path) -> dict[str, float]:
-    """Seconds to start the sandboxed grading kernel, run the set-up cell and run the other
-    graded cells (demo cells skipped, as when grading) of one notebook."""
+def split_notebooks(notebooks: dict[str, Path], root: Path) -> dict[str, float]:
+    """Mean seconds per notebook, as ``genlab grade`` runs one student's ``notebooks`` (lab ->
+    path): kernel start (forked from the student's warm sandbox where there is one), imports
+    (the set-up cell), the other graded cells; and the warm sandboxes' own start, shared out."""
+    from . import plugins, pool
+    from .. import config
+    from .api import kernel_argv
+    split: dict[str, float] = {}
+    plans = {lab: plugins.kernel_plan(root, lab) for lab in notebooks}
+    warm = kernel_argv(warn=False)[1:3] == ["-m", "genlab.course.sandbox"] \
+        and len(notebooks) > 1 and config.grader_warm_kernels()
+    with tempfile.TemporaryDirectory() as tmp, ipc_kernels() as ip, \
+            patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp)))), \
+            (pool.KernelPool(Path(ip).parent, plans) if warm else contextlib.nullcontext()):
+        for lab, notebook in notebooks.items():
+            start = time.perf_counter()
+            control = pool.control_for(lab, ",".join(plans[lab][0])) if warm else None
+            if warm:
+                key = "warm sandbox start (per student, shared out)"
+                split[key] = split.get(key, 0.0) + time.perf_counter() - start
+            with patched_environ(**{pool.ENV: control}):
+                for key, value in _split_one(notebook, ip).items():
+                    split[key] = split.get(key, 0.0) + value
+    return {key: value / len(notebooks) for key, value in split.items()}
+
+
+def _split_one(notebook: Path, ip: str) -> dict[str, float]:
     from jupyter_client.manager import KernelManager
     nb = nbformat.read(str(notebook), as_version=4)
     graded = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader")]
-    with tempfile.TemporaryDirectory() as tmp, ipc_kernels() as ip, \
-            patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp)))):
-        km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=ip)
+    own = [c for c in graded[1:] if not c.metadata["nbgrader"].get("grade")]  # not the tests
+    km = KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=ip)
+    start = time.perf_counter()
+    km.start_kernel()
+    client = km.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=120)
+    times = {"kernel start": time.perf_counter() - start}
+    try:
         start = time.perf_counter()
-        km.start_kernel()
-        client = km.client()
-        client.start_channels()
-        client.wait_for_ready(timeout=120)
-        times = {"kernel start": time.perf_counter() - start}
-        try:
-            start = time.perf_counter()
-            client.execute_interactive(graded[0].source, timeout=300, output_hook=_quiet)
-            times["imports (set-up cell)"] = time.perf_counter() - start
-            start = time.perf_counter()
-            for cell in graded[1:]:
-                client.execute_interactive(cell.source, timeout=300, output_hook=_quiet)
-            times["execution (graded cells)"] = time.perf_counter() - start
-        finally:
-            client.stop_channels()
-            km.shutdown_kernel(now=True)
+        client.execute_interactive(graded[0].source, timeout=300, output_hook=_quiet)
+        times["imports (set-up cell)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for cell in own:
+            client.execute_interactive(cell.source, timeout=300, output_hook=_quiet)
+        times["the student's cells"] = time.perf_counter() - start
+    finally:
+        client.stop_channels()
+        km.shutdown_kernel(now=True)
     return times
 
 
@@ -117,15 +142,12 @@ def run(labs=None, students: int = 4, workers=(1, 2), log=print,
                 timed = [g.seconds for g in grades if not manifest
                          or manifest["class"][g.student]["kind"] == "honest"] or [0.0]
                 mean = sum(timed) / len(timed)
-        split = {}
         honest = "student000" if not manifest else next(
             (s for s, e in manifest["class"].items() if e["kind"] == "honest"), None)
-        for lab in labs if honest else []:
-            for key, value in split_one_notebook(
-                    course.submitted / honest / lab / f"{lab}.ipynb").items():
-                split[key] = split.get(key, 0.0) + value / len(labs)
+        split = split_notebooks({lab: course.submitted / honest / lab / f"{lab}.ipynb"
+                                 for lab in labs}, root) if honest else {}
         if honest and any(r["workers"] == 1 for r in result["runs"]):
-            split["nbgrader (sanitize, gradebook, feedback)"] = max(0.0, mean - sum(split.values()))
+            split["judged tests and nbgrader (verdicts, gradebook, feedback)"] = max(0.0, mean - sum(split.values()))
         result["serial_split"] = split
     return result
 

@@ -146,7 +146,8 @@ def _kernel_pool(api, course: Course, labs: list[str]):
     where the kernels are sandboxed at all."""
     from . import plugins, pool
     from .api import kernel_argv
-    if len(labs) < 2 or kernel_argv(warn=False)[1:3] != ["-m", "genlab.course.sandbox"]:
+    if len(labs) < 2 or not config.grader_warm_kernels() \
+            or kernel_argv(warn=False)[1:3] != ["-m", "genlab.course.sandbox"]:
         return contextlib.nullcontext()
     sockets = Path(api.coursedir.config.KernelManager.ip).parent
     return pool.KernelPool(sockets, {lab: plugins.kernel_plan(course.root, lab) for lab in labs})

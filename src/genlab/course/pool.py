@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -190,31 +191,37 @@ def _one_kernel(listener, connection) -> None:
         finally:
             os._exit(0)
     connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-    connection.setblocking(False)
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            code = os.waitstatus_to_exitcode(status)
-            with contextlib.suppress(OSError):
-                connection.setblocking(True)
-                connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
-            return
-        try:
+    try:   # wake up when the kernel ends or the launcher writes, not on a timer
+        ended = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        ended = None
+    try:
+        while True:
+            ready, _, _ = select.select([connection] + ([ended] if ended else []), [], [],
+                                        None if ended else 0.05)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                with contextlib.suppress(OSError):
+                    code = os.waitstatus_to_exitcode(status)
+                    connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
+                return
+            if connection not in ready:
+                continue
             data = connection.recv(64)
-        except BlockingIOError:
-            time.sleep(0.02)
-            continue
-        if not data:   # the launcher is gone: so is its kernel
-            _signal_group(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return
-        for command in data.decode(errors="replace"):
-            if command == "i":
-                _signal_group(pid, signal.SIGINT, group=False)
-            elif command == "t":
-                _signal_group(pid, signal.SIGTERM, group=False)
-            elif command == "k":
+            if not data:   # the launcher is gone: so is its kernel
                 _signal_group(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            for command in data.decode(errors="replace"):
+                if command == "i":
+                    _signal_group(pid, signal.SIGINT, group=False)
+                elif command == "t":
+                    _signal_group(pid, signal.SIGTERM, group=False)
+                elif command == "k":
+                    _signal_group(pid, signal.SIGKILL)
+    finally:
+        if ended is not None:
+            os.close(ended)
 
 
 def _signal_group(pid: int, signum: int, group: bool = True) -> None:
