@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 from jupyter_core.utils import run_sync
+from jinja2 import pass_context
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
@@ -451,23 +452,62 @@ class HideTests(ClearHiddenTests):
 
 
 class FeedbackExporter(HTMLExporter):
-    """nbconvert's HTMLExporter without its final pass, which parses the whole page with
-    BeautifulSoup to add ``alt`` text to images and ``tabindex`` to JupyterLab cells: on a
-    feedback page that is a third of the time of the export. The ``alt`` text is added here
-    with a pattern (the feedback template is nbgrader's classic one, with no JupyterLab cells
-    to mark)."""
+    """nbconvert's HTMLExporter for feedback pages, made cheap for a class:
+
+    * without its final pass, which parses the whole page with BeautifulSoup to add ``alt``
+      text to images and ``tabindex`` to JupyterLab cells (a third of the cost of a page); the
+      ``alt`` text is added with a pattern (nbgrader's feedback template is the classic one,
+      with no JupyterLab cells to mark);
+    * with the highlighted code and the rendered Markdown of each cell kept for the next page:
+      every student's copy of a lab shares its text, test and locked cells, so after the first
+      student only the answers are highlighted again.
+    """
 
     def from_notebook_node(self, nb, resources=None, **kw):
         langinfo = nb.metadata.get("language_info", {})
         lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-        self.register_filter("highlight_code", self.filters.get(
-            "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)))
+        self.register_filter("highlight_code", _Remembered(
+            self.filters.get("highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=self)),
+            lexer))
         resources = self._init_resources(resources)
         self.register_filter("filter_data_type", WidgetsDataTypeFilter(
             notebook_metadata=self._nb_metadata, parent=self, resources=resources))
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         return _IMG_WITHOUT_ALT.sub(
             r'<img alt="No description has been provided for this image"\1', html), resources
+
+    @pass_context
+    def markdown2html(self, context, source):
+        cell = context.get("cell", {})
+        if cell.get("attachments"):
+            return super().markdown2html(context, source)
+        path = context.get("resources", {}).get("metadata", {}).get("path", "")
+        return _remember(("markdown", source, path, self.embed_images, self.anchor_link_text,
+                          self.exclude_anchor_links),
+                         lambda: super(FeedbackExporter, self).markdown2html(context, source))
+
+
+class _Remembered:
+    """A highlight filter whose results are kept (same source, language and cell metadata)."""
+
+    def __init__(self, highlight, lexer):
+        self.highlight, self.lexer = highlight, lexer
+
+    def __call__(self, source, language=None, metadata=None):
+        key = ("code", source, language or self.lexer,
+               json.dumps(metadata or {}, sort_keys=True, default=str))
+        return _remember(key, lambda: self.highlight(source, language, metadata))
+
+
+_RENDERED: dict[tuple, str] = {}
+
+
+def _remember(key: tuple, render) -> str:
+    if key not in _RENDERED:
+        if len(_RENDERED) > 20_000:   # a few labs' cells; a long class run stays bounded
+            _RENDERED.clear()
+        _RENDERED[key] = render()
+    return _RENDERED[key]
 
 
 _IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)(\s|>|/)")

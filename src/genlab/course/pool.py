@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV = "GENLAB_SANDBOX_ZYGOTE"    # the launcher's cue: the control socket of the zygote to ask
-WARM_MODULES = ("torch", "numpy", "ipykernel.kernelapp", "ipykernel.ipkernel", "IPython",
+# torch._dynamo: torch imports it (with sympy) on the first optimizer a kernel makes, 2.5 CPU s
+WARM_MODULES = ("torch", "torch._dynamo", "torch.optim", "numpy", "ipykernel.kernelapp",
+                "ipykernel.ipkernel", "IPython",
                 "matplotlib", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
                 "genlab", "genlab.config", "genlab.device", "genlab.testing",
                 "genlab.course.remote")
