@@ -32,7 +32,7 @@ def kernel_argv(python: str = sys.executable, warn: bool = True) -> list[str]:
         print("genlab: WARNING: no sandbox for the grading kernel (bubblewrap is missing or cannot "
               "run here): student code runs with the grader's rights. Install Debian's "
               "bubblewrap package (apt-get install bubblewrap).", file=sys.stderr, flush=True)
-    argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}", *sandbox.KERNEL_OPTIONS]
     prlimit = shutil.which("prlimit")
     limit = config.grader_memory_gb()
     if prlimit and not sandbox.cuda_present() and limit > 0:

@@ -186,7 +186,8 @@ def _one_kernel(listener, connection) -> None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            sys.argv = ["ipykernel_launcher", "-f", str(connection_file)]
+            from .sandbox import KERNEL_OPTIONS
+            sys.argv = ["ipykernel_launcher", "-f", str(connection_file), *KERNEL_OPTIONS]
             sys.path[0] = str(work)   # as `python -m ipykernel_launcher` run there would have it
             from ipykernel.kernelapp import launch_new_instance
             launch_new_instance()
