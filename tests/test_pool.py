@@ -128,3 +128,14 @@ def test_a_zygote_that_died_is_started_again(warm_pool):
         assert _run(client, "print(6 * 7)").strip() == "42"
     finally:
         _stop(km, client)
+
+
+def test_a_zygote_that_cannot_start_means_a_kernel_of_its_own(warm_pool, monkeypatch, capsys):
+    """Grading goes on without a warm sandbox (the notebook's kernel starts from scratch)."""
+    kernels, _ = warm_pool
+
+    def broken(zygote, sockets):
+        raise RuntimeError("the grading sandbox's zygote did not start")
+    monkeypatch.setattr(pool, "_start", broken)
+    assert kernels.control_for("lab", "genlab.tconv") is None
+    assert "no warm sandbox for lab" in capsys.readouterr().err

@@ -106,7 +106,12 @@ class KernelPool:
         if zygote is None or not set(filter(None, hidden.split(","))) <= zygote.hidden:
             return None
         if zygote.process is None or zygote.process.poll() is not None:
-            _start(zygote, self.sockets)
+            try:
+                _start(zygote, self.sockets)
+            except (OSError, RuntimeError) as err:   # grade anyway, with a kernel of its own
+                print(f"genlab: WARNING: no warm sandbox for {lab} ({err}); starting its kernel "
+                      "from scratch", file=sys.stderr, flush=True)
+                return None
         return zygote.control
 
 
