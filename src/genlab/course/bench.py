@@ -55,25 +55,22 @@ def split_notebooks(notebooks: dict[str, Path], root: Path) -> dict[str, float]:
     """Mean seconds per notebook, as ``genlab grade`` runs one student's ``notebooks`` (lab ->
     path): kernel start (forked from the student's warm sandbox where there is one), imports
     (the set-up cell), the other graded cells; and the warm sandboxes' own start, shared out."""
-    from . import plugins, pool
-    from .. import config
-    from .api import kernel_argv
+    from . import pool
     split: dict[str, float] = {}
-    plans = {lab: plugins.kernel_plan(root, lab) for lab in notebooks}
-    warm = kernel_argv(warn=False)[1:3] == ["-m", "genlab.course.sandbox"] \
-        and len(notebooks) > 1 and config.grader_warm_kernels()
     with tempfile.TemporaryDirectory() as tmp, ipc_kernels() as ip, \
-            patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp)))), \
-            (pool.KernelPool(Path(ip).parent, plans) if warm else contextlib.nullcontext()):
-        for lab, notebook in notebooks.items():
-            start = time.perf_counter()
-            control = pool.control_for(lab, ",".join(plans[lab][0])) if warm else None
-            if warm:
-                key = "warm sandbox start (per student, shared out)"
-                split[key] = split.get(key, 0.0) + time.perf_counter() - start
-            with patched_environ(**{pool.ENV: control}):
-                for key, value in _split_one(notebook, ip).items():
-                    split[key] = split.get(key, 0.0) + value
+            patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp)))):
+        kernels = pool.for_student(Path(ip).parent, root, list(notebooks))
+        with kernels or contextlib.nullcontext():
+            for lab, notebook in notebooks.items():
+                control = None
+                if kernels is not None:
+                    start = time.perf_counter()
+                    control = kernels.control_for(lab, ",".join(kernels.plans[lab][0]))
+                    key = "warm sandbox start (per student, shared out)"
+                    split[key] = split.get(key, 0.0) + time.perf_counter() - start
+                with patched_environ(**{pool.ENV: control}):
+                    for key, value in _split_one(notebook, ip).items():
+                        split[key] = split.get(key, 0.0) + value
     return {key: value / len(notebooks) for key, value in split.items()}
 
 

@@ -144,13 +144,9 @@ def grade_student(course: Course, student: str, labs: list[str], parallel: bool 
 def _kernel_pool(api, course: Course, labs: list[str]):
     """Kernels forked from a warm sandbox for this student's labs (:mod:`genlab.course.pool`),
     where the kernels are sandboxed at all."""
-    from . import plugins, pool
-    from .api import kernel_argv
-    if len(labs) < 2 or not config.grader_warm_kernels() \
-            or kernel_argv(warn=False)[1:3] != ["-m", "genlab.course.sandbox"]:
-        return contextlib.nullcontext()
+    from . import pool
     sockets = Path(api.coursedir.config.KernelManager.ip).parent
-    return pool.KernelPool(sockets, {lab: plugins.kernel_plan(course.root, lab) for lab in labs})
+    return pool.for_student(sockets, course.root, labs) or contextlib.nullcontext()
 
 
 def _grade_one(api, course: Course, lab: str, student: str, parallel: bool = False) -> Grade:

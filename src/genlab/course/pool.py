@@ -33,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "GENLAB_SANDBOX_ZYGOTE"    # the launcher's cue: the control socket of the zygote to ask
@@ -51,8 +51,7 @@ _ACTIVE: list["KernelPool"] = []   # the pool of the student being graded in thi
 @dataclass
 class Zygote:
     hidden: frozenset[str]
-    needs: set[str] = field(default_factory=set)
-    control: str = ""
+    control: str
     process: subprocess.Popen | None = None
 
 
@@ -83,9 +82,10 @@ class KernelPool:
 
     def __init__(self, sockets: Path, plans: dict[str, tuple[set[str], set[str]]]):
         self.sockets = Path(sockets)
+        self.plans = plans
         self.zygotes: dict[str, Zygote] = {}
         for n, (hidden, labs) in enumerate(groups(plans)):
-            zygote = Zygote(frozenset(hidden), control=str(self.sockets / f"zygote-{n}"))
+            zygote = Zygote(frozenset(hidden), str(self.sockets / f"zygote-{n}"))
             for lab in labs:
                 self.zygotes[lab] = zygote
 
@@ -113,6 +113,19 @@ class KernelPool:
                       "from scratch", file=sys.stderr, flush=True)
                 return None
         return zygote.control
+
+
+def for_student(sockets: Path, root: Path, labs: list[str]) -> KernelPool | None:
+    """A pool for one student's ``labs`` (their plans read from the course at ``root``), or None
+    where warm sandboxes do not apply: a single notebook, ``GENLAB_GRADER_WARM=0``, or kernels
+    that are not sandboxed at all."""
+    from .. import config
+    from .api import kernel_argv
+    from .plugins import kernel_plan
+    if len(labs) < 2 or not config.grader_warm_kernels() \
+            or kernel_argv(warn=False)[1:3] != ["-m", "genlab.course.sandbox"]:
+        return None
+    return KernelPool(sockets, {lab: kernel_plan(root, lab) for lab in labs})
 
 
 def control_for(lab: str | None, hidden: str) -> str | None:
@@ -225,8 +238,6 @@ def _one_kernel(listener, connection) -> None:
                     _signal_group(pid, signal.SIGINT, group=False)
                 elif command == "t":
                     _signal_group(pid, signal.SIGTERM, group=False)
-                elif command == "k":
-                    _signal_group(pid, signal.SIGKILL)
     finally:
         if ended is not None:
             os.close(ended)
