@@ -62,3 +62,32 @@ def test_an_environment_under_tmp_is_not_hidden_by_the_sandboxs_tmpfs(monkeypatc
     assert argv[tmpfs + 1] == "/tmp"
     bind = [i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] == "/tmp/course/.venv"]
     assert bind and bind[0] > tmpfs
+
+
+_FORKED = """
+import os, sys, time
+block = b"\\x01" * (300 << 20)              # 300 MB, every page touched
+for _ in range(3):
+    if os.fork() == 0:
+        {child}
+        time.sleep(2)
+        os._exit(0)
+time.sleep(2.5)
+"""
+
+
+@pytest.mark.parametrize("child, killed", [
+    ("pass", False),                                          # pages shared with the parent
+    ("own = bytearray(block)", True),                         # 300 MB more each: 1.2 GB in all
+])
+def test_the_memory_limit_counts_shared_pages_once(monkeypatch, child, killed):
+    """The supervisor sums resident memory cheaply and, only over the limit, asks for the
+    proportional share: four processes that share 300 MB (a zygote and its kernel) stay under a
+    0.7 GB limit although their resident sum is 1.2 GB; four that each own 300 MB are stopped."""
+    import sys
+    monkeypatch.setenv("GENLAB_GRADER_MEMORY_GB", "0.7")
+    code = _FORKED.format(child=child)
+    status = sandbox.supervise([sys.executable, "-c", code], extra_processes=3)
+    assert (status == sandbox.KILLED_FOR_MEMORY) is killed, status
+    if not killed:
+        assert status == 0
