@@ -56,19 +56,20 @@ def split_notebooks(notebooks: dict[str, Path], root: Path) -> dict[str, float]:
     path): kernel start (forked from the student's warm sandbox where there is one), imports
     (the set-up cell), the other graded cells; and the warm sandboxes' own start, shared out."""
     from . import pool
+    from .plugins import kernel_answer_key
     split: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, ipc_kernels() as ip, \
             patched_environ(JUPYTER_PATH=str(write_kernelspec(Path(tmp)))):
-        kernels = pool.for_student(Path(ip).parent, root, list(notebooks))
+        kernels = pool.for_student(Path(ip).parent, list(notebooks))
         with kernels or contextlib.nullcontext():
             for lab, notebook in notebooks.items():
-                control = None
+                control, hidden = None, ",".join(sorted(kernel_answer_key(root, lab)))
                 if kernels is not None:
                     start = time.perf_counter()
-                    control = kernels.control_for(lab, ",".join(kernels.plans[lab][0]))
+                    control = kernels.control_for(lab, hidden)
                     key = "warm sandbox start (per student, shared out)"
                     split[key] = split.get(key, 0.0) + time.perf_counter() - start
-                with patched_environ(**{pool.ENV: control}):
+                with patched_environ(**{pool.ENV: control, "GENLAB_SANDBOX_HIDE": hidden or None}):
                     for key, value in _split_one(notebook, ip).items():
                         split[key] = split.get(key, 0.0) + value
     return {key: value / len(notebooks) for key, value in split.items()}

@@ -146,7 +146,7 @@ def _kernel_pool(api, course: Course, labs: list[str]):
     where the kernels are sandboxed at all."""
     from . import pool
     sockets = Path(api.coursedir.config.KernelManager.ip).parent
-    return pool.for_student(sockets, course.root, labs) or contextlib.nullcontext()
+    return pool.for_student(sockets, labs) or contextlib.nullcontext()
 
 
 def _grade_one(api, course: Course, lab: str, student: str, parallel: bool = False) -> Grade:

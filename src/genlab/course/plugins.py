@@ -317,29 +317,17 @@ def answer_key(lab, setup: list[str]) -> list[str]:
     return [] if any(module in source for source in setup) else [module]
 
 
-_GENLAB_MODULE = re.compile(r"\bgenlab\.(\w+)")
-_GENLAB_IMPORT = re.compile(r"\bfrom[ \t]+genlab[ \t]+import[ \t(]+([\w \t,]+)")
-
-
-def kernel_plan(root, lab_id: str) -> tuple[set[str], set[str]]:
-    """For :mod:`genlab.course.pool`: the answer key a lab's kernel must not see, and the genlab
-    modules its own code imports (the cells that run in the kernel when grading, read from the
-    instructor's copy of the lab)."""
+def kernel_answer_key(root, lab_id: str) -> set[str]:
+    """The answer key a lab's grading kernel must not see (as :func:`trusted_cells` finds it
+    for a submission), read from the instructor's copy of the lab."""
     from .. import labs
     lab = labs.get(lab_id)
     nb = nbformat.read(str(root / "solutions" / lab_id / f"{lab_id}.ipynb"), as_version=4)
-    setup, needs = [], set()
-    for cell in nb.cells:
-        if cell.cell_type != "code" or DEMO_TAG in cell.metadata.get("tags", []) \
-                or nbutils.is_grade(cell):
-            continue
-        if nbutils.is_locked(cell) and not nbutils.is_solution(cell):
-            setup.append(cell.source)
-        names = _GENLAB_MODULE.findall(cell.source) + \
-            [n.split()[0] for line in _GENLAB_IMPORT.findall(cell.source)
-             for n in line.split(",") if n.strip()]
-        needs |= {f"genlab.{name}" for name in names}
-    return set(answer_key(lab, setup)), needs
+    setup = [cell.source for cell in nb.cells
+             if cell.cell_type == "code" and DEMO_TAG not in cell.metadata.get("tags", [])
+             and not nbutils.is_grade(cell) and nbutils.is_locked(cell)
+             and not nbutils.is_solution(cell)]
+    return set(answer_key(lab, setup))
 
 
 def never_skip_graded_cells(nb, tag: str) -> None:

@@ -95,12 +95,16 @@ def bwrap_argv(connection_file: str, inner: list[str]) -> list[str]:
                   ["--ro-bind", connection_file, connection_file])
 
 
-def _bwrap(inner: list[str], sockets: str | None, hide: str, extra: list[str]) -> list[str]:
+def _bwrap(inner: list[str], sockets: str | None, hide: str, extra: list[str],
+           capabilities: tuple[str, ...] = ()) -> list[str]:
     """The sandbox around ``inner``: ``sockets`` the folder of the IPC sockets (bound writable),
-    ``hide`` the genlab modules to empty, ``extra`` more binds."""
+    ``hide`` the genlab modules to empty, ``extra`` more binds, ``capabilities`` the only ones
+    kept (in the sandbox's own user namespace; none for a kernel)."""
     disk = int(config.grader_disk_mb() * 2**20)
-    args = [shutil.which("bwrap"), "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
-            *_system_binds()]
+    args = [shutil.which("bwrap"), "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    for capability in capabilities:
+        args += ["--cap-add", capability]
+    args += _system_binds()
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(disk), "--tmpfs", "/tmp",
              "--dir", "/tmp/work", "--dir", "/tmp/home", "--dir", "/tmp/data", *extra]
@@ -120,21 +124,29 @@ def _bwrap(inner: list[str], sockets: str | None, hide: str, extra: list[str]) -
     return args + ["--chdir", "/tmp/work", "--", *inner]
 
 
-def _hidden_modules(names: str) -> list[str]:
-    """Binds that empty genlab's modules named in ``names`` ("genlab.tconv,..."), source and
-    bytecode, inside the sandbox: the reference answers of a lab whose tests are all judged
-    (genlab.course.judge) are not there for the student's code to import or read."""
+def hidden_paths(names) -> list[Path]:
+    """The files of genlab's modules named in ``names`` ("genlab.tconv,..." or a list), source
+    and bytecode: what the sandbox empties."""
     import genlab
     package = Path(genlab.__file__).resolve().parent
-    args = []
-    for name in filter(None, names.split(",")):
+    if isinstance(names, str):
+        names = names.split(",")
+    paths = []
+    for name in filter(None, names):
         stem = name.removeprefix("genlab.")
         if not stem.isidentifier():
             continue
-        for path in [package / f"{stem}.py", *package.glob(f"__pycache__/{stem}.*.pyc")]:
-            if path.is_file():
-                args += ["--ro-bind", "/dev/null", str(path)]
-    return args
+        # (exists, not is_file: inside a sandbox a hidden one is /dev/null, a character device)
+        paths += [path for path in [package / f"{stem}.py",
+                                    *package.glob(f"__pycache__/{stem}.*.pyc")] if path.exists()]
+    return paths
+
+
+def _hidden_modules(names: str) -> list[str]:
+    """Binds that empty genlab's modules named in ``names`` inside the sandbox: the reference
+    answers of a lab whose tests are all judged (genlab.course.judge) are not there for the
+    student's code to import or read."""
+    return [arg for path in hidden_paths(names) for arg in ("--ro-bind", "/dev/null", str(path))]
 
 
 def _limits() -> list[str]:
@@ -285,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sockets", help="with --zygote: the folder of the kernels' sockets")
     args = parser.parse_args(argv)
     if args.zygote:
-        inner = _limits() + [sys.executable, "-m", "genlab.course.pool", args.zygote]
-        return supervise(_bwrap(inner, args.sockets, os.environ.get("GENLAB_SANDBOX_HIDE", ""), []),
+        hide = os.environ.get("GENLAB_SANDBOX_HIDE", "")
+        inner = _limits() + [sys.executable, "-m", "genlab.course.pool", args.zygote, hide]
+        return supervise(_bwrap(inner, args.sockets, hide, [], pool.ZYGOTE_CAPABILITIES),
                          extra_processes=1)
     if not args.connection_file:
         parser.error("-f CONNECTION_FILE is required")
