@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 from jupyter_core.utils import run_sync
-from jinja2 import pass_context
+from jinja2 import BytecodeCache, pass_context
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
@@ -44,6 +44,49 @@ KERNEL_DIED = "KernelDied"
 NOT_RUN = "NotRun"
 TIMED_OUT = "CellTimeoutError"
 ANSWER_KEY = "AnswerKeyUsed"
+
+class _SchemaCheckedOnce:
+    """Stands in for the ``jsonschema`` module in nbgrader's metadata validator
+    (``nbgrader.nbgraderformat.common``), which calls ``jsonschema.validate`` for every cell's
+    metadata four times per notebook; each call first checks the schema itself against its
+    meta-schema (1.4 CPU s of an eight-lab submission). Here the schema is checked once, and
+    metadata found valid before is not validated again. The verdict is the same: the same
+    validator, the same best-matching error."""
+
+    def __init__(self):
+        self._validators: dict[str, object] = {}
+        self._valid: set[tuple[str, str]] = set()
+
+    def validate(self, instance, schema) -> None:
+        import jsonschema
+        schema_key = json.dumps(schema, sort_keys=True)
+        key = (schema_key, json.dumps(instance, sort_keys=True, default=repr))
+        if key in self._valid:
+            return
+        if schema_key not in self._validators:
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            self._validators[schema_key] = cls(schema)
+        error = jsonschema.exceptions.best_match(self._validators[schema_key].iter_errors(instance))
+        if error is not None:
+            raise error
+        if len(self._valid) > 50_000:
+            self._valid.clear()
+        self._valid.add(key)
+
+    def __getattr__(self, name):
+        import jsonschema
+        return getattr(jsonschema, name)
+
+
+def _check_nbgrader_schema_once() -> None:
+    from nbgrader.nbgraderformat import common
+    if not isinstance(common.jsonschema, _SchemaCheckedOnce):
+        common.jsonschema = _SchemaCheckedOnce()
+
+
+_check_nbgrader_schema_once()
+
 
 class DeduplicateIds(NbGraderPreprocessor):
     """Keep the last cell of each grade_id; earlier copies become ordinary cells.
@@ -447,8 +490,15 @@ class FeedbackExporter(HTMLExporter):
       with no JupyterLab cells to mark);
     * with the highlighted code and the rendered Markdown of each cell kept for the next page:
       every student's copy of a lab shares its text, test and locked cells, so after the first
-      student only the answers are highlighted again.
+      student only the answers are highlighted again;
+    * with the compiled templates kept too (a Jinja bytecode cache in memory, checked against
+      each template's source): nbgrader makes a new exporter for every page.
     """
+
+    def _create_environment(self):
+        environment = super()._create_environment()
+        environment.bytecode_cache = _TEMPLATES
+        return environment
 
     def from_notebook_node(self, nb, resources=None, **kw):
         langinfo = nb.metadata.get("language_info", {})
@@ -486,6 +536,21 @@ class _Remembered:
         return _remember(key, lambda: self.highlight(source, language, metadata))
 
 
+class _MemoryBytecodeCache(BytecodeCache):
+    """Compiled Jinja templates kept in this process (Jinja checks each against its source)."""
+
+    def __init__(self):
+        self.store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.store:
+            bucket.bytecode_from_string(self.store[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
+_TEMPLATES = _MemoryBytecodeCache()
 _RENDERED: dict[tuple, str] = {}
 
 

@@ -1,0 +1,73 @@
+"""What the grader keeps between notebooks to save CPU must not change a verdict or a page:
+nbgrader's metadata validation with the schema checked once, and feedback pages rendered with
+compiled templates and highlighted cells kept (genlab.course.plugins)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import nbformat
+import pytest
+from nbconvert.exporters import HTMLExporter
+from nbgrader.nbgraderformat import MetadataValidator, common
+
+from genlab.course import plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = ROOT / "solutions" / "04_vae" / "04_vae.ipynb"
+
+
+def _graded(nb):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+
+
+def _tamper_points(cell):
+    cell.metadata.nbgrader["points"] = "ten"
+
+
+def _tamper_id(cell):
+    cell.metadata.nbgrader["grade_id"] = 7
+
+
+def _tamper_flag(cell):
+    cell.metadata.nbgrader["locked"] = "yes"
+
+
+def _verdict(nb, module):
+    saved = common.jsonschema
+    common.jsonschema = module
+    try:
+        MetadataValidator().validate_nb(copy.deepcopy(nb))
+        return None
+    except Exception as err:   # noqa: BLE001 (the verdict is what we compare)
+        return type(err).__name__, str(err)
+    finally:
+        common.jsonschema = saved
+
+
+def test_nbgraders_validator_checks_the_schema_once_with_the_same_verdicts():
+    assert isinstance(common.jsonschema, plugins._SchemaCheckedOnce)  # installed with the plugins
+    nb = nbformat.read(str(LAB), as_version=4)
+    once = plugins._SchemaCheckedOnce()
+    assert _verdict(nb, once) is None and _verdict(nb, once) is None   # valid, then remembered
+    for tamper in (_tamper_points, _tamper_id, _tamper_flag):
+        bad = copy.deepcopy(nb)
+        tamper(_graded(bad))
+        expected = _verdict(bad, jsonschema)
+        assert expected is not None and expected[0] == "ValidationError", tamper.__name__
+        assert _verdict(bad, once) == expected, tamper.__name__
+        assert _verdict(bad, once) == expected, tamper.__name__     # never remembered as valid
+
+
+def test_feedback_pages_are_the_same_with_templates_and_cells_kept():
+    """The page of a fresh nbconvert exporter and of two FeedbackExporters in a row (the second
+    with every template compiled and every cell highlighted already), the same once parsed."""
+    bs4 = pytest.importorskip("bs4")
+    nb = nbformat.read(str(LAB), as_version=4)
+    parse = lambda html: str(bs4.BeautifulSoup(html, "html.parser"))  # noqa: E731
+    reference = parse(HTMLExporter(template_name="classic").from_notebook_node(nb)[0])
+    first = plugins.FeedbackExporter(template_name="classic").from_notebook_node(nb)[0]
+    assert plugins._TEMPLATES.store, "the compiled templates were not kept"
+    second = plugins.FeedbackExporter(template_name="classic").from_notebook_node(nb)[0]
+    assert parse(first) == parse(second) == reference
