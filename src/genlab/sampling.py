@@ -23,5 +23,9 @@ def draw_samples(dist: Distribution, n: int, generator: torch.Generator | None =
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+        # not torch.manual_seed: before CUDA starts, it records a stack trace for each of three
+        # kinds of device it would seed later (1 ms each); only the CPU and CUDA ones matter
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.manual_seed_all(seed)
         return dist.sample((n,))
