@@ -173,6 +173,9 @@ def serve(control: str, hidden: str) -> None:
     wanted = (1 << _SYS_ADMIN) | (1 << _SETPCAP)
     if _capabilities() & wanted != wanted:   # cannot give each kernel its own view: refuse
         sys.exit("genlab: the zygote's sandbox kept no capabilities to confine its kernels")
+    # debugpy (ipykernel.debugger) would warn on stderr that Python's frozen modules may hide
+    # breakpoints: no debugger runs when grading
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for name in WARM_MODULES:   # (every answer key is hidden by the sandbox: not among them)
         with contextlib.suppress(Exception):
             importlib.import_module(name)
