@@ -71,3 +71,36 @@ def test_feedback_pages_are_the_same_with_templates_and_cells_kept():
     assert plugins._TEMPLATES.store, "the compiled templates were not kept"
     second = plugins.FeedbackExporter(template_name="classic").from_notebook_node(nb)[0]
     assert parse(first) == parse(second) == reference
+
+
+def test_cloudpickles_submodule_scan_is_remembered_with_the_same_answer():
+    """The judge pickles a test's functions by value; cloudpickle's scan of sys.modules for the
+    submodules a function uses is kept until sys.modules changes, with the same answer."""
+    import importlib
+    import sys
+    import types
+
+    import cloudpickle
+
+    from genlab.course import judge
+    with judge._answer_keys_by_value():
+        pass
+    find = cloudpickle.cloudpickle._find_imported_submodules
+    assert getattr(find, "remembered", False)
+    original = find.original
+
+    def uses(x):
+        return torch.nn.functional.relu(x) + email.mime.text.MIMEText("x").get_payload() * 0
+
+    import email
+    import torch
+    deps = [torch, email, types]
+    for _ in range(2):
+        assert find(uses.__code__, deps) == original(uses.__code__, deps)
+    sys.modules.pop("email.mime.text", None)
+    sys.modules.pop("email.mime", None)
+    without = find(uses.__code__, deps)
+    importlib.import_module("email.mime.text")          # sys.modules grew: asked again
+    with_it = find(uses.__code__, deps)
+    assert with_it == original(uses.__code__, deps)
+    assert sys.modules["email.mime.text"] in with_it and len(with_it) > len(without)

@@ -525,14 +525,15 @@ class FeedbackExporter(HTMLExporter):
 
 
 class _Remembered:
-    """A highlight filter whose results are kept (same source, language and cell metadata)."""
+    """A highlight filter whose results are kept (same source and language; of the cell's
+    metadata nbconvert reads only ``magics_language``, while the rest, such as the execution
+    timestamps of every executed cell, differs from page to page)."""
 
     def __init__(self, highlight, lexer):
         self.highlight, self.lexer = highlight, lexer
 
     def __call__(self, source, language=None, metadata=None):
-        key = ("code", source, language or self.lexer,
-               json.dumps(metadata or {}, sort_keys=True, default=str))
+        key = ("code", source, language or self.lexer, (metadata or {}).get("magics_language"))
         return _remember(key, lambda: self.highlight(source, language, metadata))
 
 
