@@ -136,9 +136,23 @@ def _grade_student_rows(course: Course, student: str, labs: list[str], threads: 
 def grade_student(course: Course, student: str, labs: list[str], parallel: bool = False):
     """Autograde and give feedback to one student's submissions of ``labs`` (the unit of work
     that ``--workers`` spreads over processes); yield a Grade per lab."""
-    with nbgrader_api(course) as api, _kernel_pool(api, course, labs):
+    with nbgrader_api(course) as api, _kernel_pool(api, course, labs), _one_torch_thread():
         for lab in labs:
             yield _grade_one(api, course, lab, student, parallel)
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """The grader's own torch (the judged tests' references and comparisons, on small tensors)
+    on one thread: with more, OpenMP's idle threads spin while the kernel works, and with
+    several workers they spin against each other (the grader's CPU per notebook doubled)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _kernel_pool(api, course: Course, labs: list[str]):
