@@ -4,6 +4,7 @@ compiled templates and highlighted cells kept (genlab.course.plugins)."""
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 
 import jsonschema
@@ -104,3 +105,35 @@ def test_cloudpickles_submodule_scan_is_remembered_with_the_same_answer():
     with_it = find(uses.__code__, deps)
     assert with_it == original(uses.__code__, deps)
     assert sys.modules["email.mime.text"] in with_it and len(with_it) > len(without)
+
+
+def test_rendered_cells_are_shared_through_the_course_folder_but_not_the_answers(tmp_path,
+                                                                                 monkeypatch):
+    """Another worker (a fresh process: nothing in memory) reads the shared cells from the
+    course's folder and renders the same page; a student's answers never go there."""
+    bs4 = pytest.importorskip("bs4")
+    nb = nbformat.read(str(LAB), as_version=4)
+    answers = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    monkeypatch.setattr(plugins, "_RENDERED", {})
+    plugins.share_rendered_cells(tmp_path)
+    try:
+        first = plugins.FeedbackExporter(template_name="classic").from_notebook_node(nb)[0]
+        files = list(tmp_path.glob("*.html"))
+        shared = [c for c in nb.cells if not c.metadata.get("nbgrader", {}).get("solution")]
+        assert 0 < len(files) <= len(shared)
+        info = nb.metadata.get("language_info", {})
+        lexer = info.get("pygments_lexer", info.get("name"))
+
+        def stored(cell):
+            key = ("code", cell.source, lexer, None)
+            return (tmp_path / (hashlib.sha256(repr(key).encode()).hexdigest() + ".html")).exists()
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert answers and not any(stored(c) for c in code if c.source in answers)
+        assert all(stored(c) for c in code if c.metadata.get("nbgrader", {}).get("grade"))
+        monkeypatch.setattr(plugins, "_RENDERED", {})            # a fresh worker
+        second = plugins.FeedbackExporter(template_name="classic").from_notebook_node(nb)[0]
+        assert len(plugins._RENDERED) >= len(files)
+    finally:
+        plugins.share_rendered_cells(None)
+    parse = lambda html: str(bs4.BeautifulSoup(html, "html.parser"))  # noqa: E731
+    assert parse(first) == parse(second)

@@ -136,6 +136,8 @@ def _grade_student_rows(course: Course, student: str, labs: list[str], threads: 
 def grade_student(course: Course, student: str, labs: list[str], parallel: bool = False):
     """Autograde and give feedback to one student's submissions of ``labs`` (the unit of work
     that ``--workers`` spreads over processes); yield a Grade per lab."""
+    from .plugins import share_rendered_cells
+    share_rendered_cells(course.state / ".cache" / "rendered-cells")
     with nbgrader_api(course) as api, _kernel_pool(api, course, labs), _one_torch_thread():
         for lab in labs:
             yield _grade_one(api, course, lab, student, parallel)

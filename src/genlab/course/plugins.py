@@ -13,12 +13,16 @@ plugged in by ``grading/nbgrader_config.py``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
+import hashlib
 import json
+import os
 import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nbformat
 from jupyter_core.utils import run_sync
@@ -521,7 +525,8 @@ class FeedbackExporter(HTMLExporter):
         path = context.get("resources", {}).get("metadata", {}).get("path", "")
         return _remember(("markdown", source, path, self.embed_images, self.anchor_link_text,
                           self.exclude_anchor_links),
-                         lambda: super(FeedbackExporter, self).markdown2html(context, source))
+                         lambda: super(FeedbackExporter, self).markdown2html(context, source),
+                         shared=not _is_answer(cell.get("metadata", {})))
 
 
 class _Remembered:
@@ -534,7 +539,8 @@ class _Remembered:
 
     def __call__(self, source, language=None, metadata=None):
         key = ("code", source, language or self.lexer, (metadata or {}).get("magics_language"))
-        return _remember(key, lambda: self.highlight(source, language, metadata))
+        return _remember(key, lambda: self.highlight(source, language, metadata),
+                         shared=not _is_answer(metadata or {}))
 
 
 class _MemoryBytecodeCache(BytecodeCache):
@@ -553,14 +559,40 @@ class _MemoryBytecodeCache(BytecodeCache):
 
 _TEMPLATES = _MemoryBytecodeCache()
 _RENDERED: dict[tuple, str] = {}
+_SHARED: list[Path] = []   # the course's folder of rendered cells (see share_rendered_cells)
 
 
-def _remember(key: tuple, render) -> str:
-    if key not in _RENDERED:
-        if len(_RENDERED) > 20_000:   # a few labs' cells; a long class run stays bounded
-            _RENDERED.clear()
-        _RENDERED[key] = render()
-    return _RENDERED[key]
+def share_rendered_cells(folder) -> None:
+    """Keep the rendered cells that every copy of a lab shares (text, test and locked cells;
+    not the student's answers) in ``folder`` as well, for the other grading workers of a class
+    and for later runs: highlighting a lab's code costs a second or more per fresh process.
+    ``None``: in this process's memory only."""
+    _SHARED[:] = [Path(folder)] if folder else []
+
+
+def _is_answer(metadata) -> bool:
+    return bool(metadata.get("nbgrader", {}).get("solution"))
+
+
+def _remember(key: tuple, render, shared: bool = False) -> str:
+    if key in _RENDERED:
+        return _RENDERED[key]
+    file = None
+    if shared and _SHARED:   # named by the hash of what is rendered: no entry is another's
+        file = _SHARED[0] / (hashlib.sha256(repr(key).encode()).hexdigest() + ".html")
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            _RENDERED[key] = file.read_text(encoding="utf-8")
+            return _RENDERED[key]
+    if len(_RENDERED) > 20_000:   # a few labs' cells; a long class run stays bounded
+        _RENDERED.clear()
+    _RENDERED[key] = value = render()
+    if file is not None:
+        with contextlib.suppress(OSError):
+            file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_suffix(f".{os.getpid()}.part")
+            partial.write_text(value, encoding="utf-8")
+            os.replace(partial, file)   # whole or not at all, whichever worker writes it
+    return value
 
 
 _IMG_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)(\s|>|/)")
