@@ -91,7 +91,11 @@ def _run(course: Course, work: dict[str, list[str]], workers: int, scheduler: st
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    context = multiprocessing.get_context("spawn")  # no inherited kernels, sockets or threads
+    # A fresh server process forks the workers (nothing inherited from this one: no kernels,
+    # sockets or threads) after importing, once for all of them, what grading imports.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["genlab.course.grade", "genlab.course.plugins",
+                                    "genlab.course.judge", "nbgrader.apps.api", "torch"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         threads = max(1, (os.cpu_count() or 1) // workers)
         futures = [pool.submit(_grade_student_rows, course, student, labs, threads)
