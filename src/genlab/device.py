@@ -1,6 +1,7 @@
 """Choosing the device and making runs reproducible."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -68,3 +69,14 @@ def describe(device: torch.device | None = None) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device.type
+
+
+@contextlib.contextmanager
+def one_cpu_thread():
+    """Inside the block, torch computes on one CPU thread (the number before is restored)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

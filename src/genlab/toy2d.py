@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .arguments import float_tensor, generator_or_none
+from .device import one_cpu_thread
 
 __all__ = ["RING", "TOY_RECIPES", "TOY_STEPS", "ring_centers", "ring_of_gaussians", "ModeCoverage",
            "mode_coverage", "toy_mlp", "gan_train_step_k", "ToyRun", "train_toy_gan", "measure"]
@@ -204,12 +205,8 @@ def _one_thread(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_cpu_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_toy_gan(kind: str, *, steps: int, seed: int = 0, snapshots: int = 5, lr: float = 2e-3,

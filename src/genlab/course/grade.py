@@ -147,18 +147,12 @@ def grade_student(course: Course, student: str, labs: list[str], parallel: bool 
             yield _grade_one(api, course, lab, student, parallel)
 
 
-@contextlib.contextmanager
 def _one_torch_thread():
     """The grader's own torch (the judged tests' references and comparisons, on small tensors)
     on one thread: with more, OpenMP's idle threads spin while the kernel works, and with
     several workers they spin against each other (the grader's CPU per notebook doubled)."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    from ..device import one_cpu_thread
+    return one_cpu_thread()
 
 
 def _kernel_pool(api, course: Course, labs: list[str]):
