@@ -140,19 +140,15 @@ def _grade_student_rows(course: Course, student: str, labs: list[str], threads: 
 def grade_student(course: Course, student: str, labs: list[str], parallel: bool = False):
     """Autograde and give feedback to one student's submissions of ``labs`` (the unit of work
     that ``--workers`` spreads over processes); yield a Grade per lab."""
+    from ..device import one_cpu_thread
     from .plugins import share_rendered_cells
     share_rendered_cells(course.state / ".cache" / "rendered-cells")
-    with nbgrader_api(course) as api, _kernel_pool(api, course, labs), _one_torch_thread():
+    # The grader's own torch (the judged tests' references and comparisons, on small tensors)
+    # on one thread: with more, OpenMP's idle threads spin while the kernel works, and with
+    # several workers they spin against each other (the grader's CPU per notebook doubled).
+    with nbgrader_api(course) as api, _kernel_pool(api, course, labs), one_cpu_thread():
         for lab in labs:
             yield _grade_one(api, course, lab, student, parallel)
-
-
-def _one_torch_thread():
-    """The grader's own torch (the judged tests' references and comparisons, on small tensors)
-    on one thread: with more, OpenMP's idle threads spin while the kernel works, and with
-    several workers they spin against each other (the grader's CPU per notebook doubled)."""
-    from ..device import one_cpu_thread
-    return one_cpu_thread()
 
 
 def _kernel_pool(api, course: Course, labs: list[str]):

@@ -365,16 +365,10 @@ def answer_key(lab, setup: list[str]) -> list[str]:
 
 
 def kernel_answer_key(root, lab_id: str) -> set[str]:
-    """The answer key a lab's grading kernel must not see (as :func:`trusted_cells` finds it
-    for a submission), read from the instructor's copy of the lab."""
-    from .. import labs
-    lab = labs.get(lab_id)
+    """The answer key a lab's grading kernel must not see, found as :func:`trusted_cells` finds
+    it for a submission, from the instructor's copy of the lab."""
     nb = nbformat.read(str(root / "solutions" / lab_id / f"{lab_id}.ipynb"), as_version=4)
-    setup = [cell.source for cell in nb.cells
-             if cell.cell_type == "code" and DEMO_TAG not in cell.metadata.get("tags", [])
-             and not nbutils.is_grade(cell) and nbutils.is_locked(cell)
-             and not nbutils.is_solution(cell)]
-    return set(answer_key(lab, setup))
+    return set(trusted_cells(nb, {"nbgrader": {"assignment": lab_id}}).answer_key)
 
 
 def never_skip_graded_cells(nb, tag: str) -> None:

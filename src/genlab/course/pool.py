@@ -225,7 +225,8 @@ def _confine(hide: frozenset[str], hidden_here: frozenset[str]) -> None:
         return stat_.S_ISCHR(os.stat(path).st_mode)
 
     check(libc.unshare(_CLONE_NEWNS), "unshare")
-    check(libc.mount(b"none", b"/", None, ulong(_MS_REC | _MS_PRIVATE), None), "mount --make-rprivate")
+    check(libc.mount(b"none", b"/", None, ulong(_MS_REC | _MS_PRIVATE), None),
+          "mount --make-rprivate")
     for path in hidden_paths(sorted(hidden_here - hide)):   # what this notebook may use
         if is_hidden(path):
             check(libc.umount2(str(path).encode(), 0), f"umount {path}")

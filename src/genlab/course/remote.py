@@ -9,10 +9,10 @@ Only plain data crosses the boundary, in both directions: numbers, strings, tens
 lists, tuples and dicts of them, written in a small binary format of this module's own
 (:func:`dumps`, :func:`loads`) whose reader only ever builds those types: reading what a
 kernel sent cannot run code (as ``pickle`` could). Anything else the student's code returns (a
-module, a tensor subclass, an object with its own ``__eq__``) stays in the kernel; the grader gets a handle that
-can only be called or asked for attributes, each answer again plain data. The kernel never sees
-the test's code or its expected values, so nothing it does can change the verdict except what
-its functions return.
+module, a tensor subclass, an object with its own ``__eq__``) stays in the kernel; the grader
+gets a handle that can only be called or asked for attributes, each answer again plain data.
+The kernel never sees the test's code or its expected values, so nothing it does can change
+the verdict except what its functions return.
 """
 from __future__ import annotations
 

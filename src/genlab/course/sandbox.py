@@ -195,11 +195,7 @@ def _tree(root: int) -> list[int]:
         if not name.isdigit():
             continue
         try:
-            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
-            try:
-                stat = os.read(fd, 1024)
-            finally:
-                os.close(fd)
+            stat = _read(f"/proc/{name}/stat")
             ppid = int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
         except (OSError, ValueError, IndexError):
             continue
@@ -212,10 +208,11 @@ def _tree(root: int) -> list[int]:
     return out
 
 
-def _read(path: str) -> str:
+def _read(path: str) -> bytes:
+    """The start of a small /proc file, with bare system calls (no buffered file object)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.read(fd, 4096).decode()
+        return os.read(fd, 4096)
     finally:
         os.close(fd)
 
