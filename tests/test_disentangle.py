@@ -375,6 +375,30 @@ def test_conv_beta_vae_shapes():
         dis.ConvBetaVAE(channels=(8, 8))
 
 
+def test_mlp_beta_vae_shapes_and_errors():
+    model = dis.MLPBetaVAE(latent_dim=6, hidden=32)
+    x = ds.shrink(ds.render(torch.arange(4)))
+    logits, mu, logvar = model(x)
+    assert logits.shape == x.shape == (4, 1, 32, 32) and mu.shape == logvar.shape == (4, 6)
+    probs = model.decode_probs(mu)
+    assert probs.min() >= 0 and probs.max() <= 1
+    with pytest.raises(ValueError, match="dsprites.shrink"):
+        model.encode(ds.render(torch.arange(2)))                      # 64 x 64 into a 32 x 32 model
+    assert dis.MLPBetaVAE(image_size=64, hidden=8)(ds.render(torch.arange(2)))[0].shape == (2, 1, 64, 64)
+
+
+def test_metrics_render_at_the_models_image_size():
+    """mig_of_model and betavae_score give a 32 x 32 model 32 x 32 images: the same codes as
+    encoding the shrunk renders by hand."""
+    torch.manual_seed(0)
+    model = dis.MLPBetaVAE(latent_dim=4, hidden=16)
+    result = dis.mig_of_model(model, n_points=300, generator=_gen(3))
+    by_hand = dis.encode_means(model, ds.shrink(ds.render_classes(result["factors"])))
+    torch.testing.assert_close(result["codes"], by_hand)
+    score = dis.betavae_score(model, n_train=20, n_eval=10, batch_size=4, generator=_gen(4))
+    assert 0.0 <= score["eval_accuracy"] <= 1.0
+
+
 def test_capacity_loss():
     g = _gen(7)
     logits, x = torch.randn(3, 1, 4, 4, generator=g), (torch.rand(3, 1, 4, 4, generator=g) > 0.5).float()

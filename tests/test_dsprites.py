@@ -239,3 +239,21 @@ def test_renders_on_every_device(device):
     cpu = ds.render(idx)
     # float rounding may move a pixel exactly on a boundary; nothing more
     assert (x.cpu() != cpu).sum() <= 0.001 * cpu.numel()
+
+
+def test_shrink_is_the_covered_share_of_each_block():
+    """Oracle: the mean of each 2 x 2 (or 4 x 4) block, written with reshape instead of pooling."""
+    images = ds.render(torch.arange(0, 737_280, 99_991), dtype=torch.uint8)
+    for size in (32, 16):
+        k = 64 // size
+        want = images.float().reshape(len(images), 1, size, k, size, k).mean((3, 5))
+        got = ds.shrink(images, size)
+        assert got.dtype == torch.float32 and got.shape == (len(images), 1, size, size)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got.sum((1, 2, 3)) * k * k, images.float().sum((1, 2, 3)))
+    assert set(ds.shrink(images).unique().tolist()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    torch.testing.assert_close(ds.shrink(images, 64), images.float())
+    with pytest.raises(ValueError, match="divisor"):
+        ds.shrink(images, 24)
+    with pytest.raises(ValueError, match="expected dSprites images"):
+        ds.shrink(images[:, :, :32, :32])

@@ -56,7 +56,7 @@ from .files import save_atomic
 __all__ = ["FACTOR_NAMES", "FACTOR_SIZES", "SHAPES", "N_IMAGES", "IMAGE_SIZE", "factor_values",
            "index_to_classes", "classes_to_index", "classes_to_values", "render",
            "render_classes", "sample_classes", "sample", "subset", "render_all", "unpack",
-           "clear_memory_cache"]
+           "shrink", "clear_memory_cache"]
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -183,6 +183,20 @@ def render_classes(classes, dtype: torch.dtype = torch.float32, device=None) -> 
     for start in range(0, len(classes), _CHUNK):
         _render_chunk(classes[start:start + _CHUNK], out[start:start + _CHUNK])
     return out
+
+
+def shrink(images: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """Images ``(N, 1, 64, 64)`` -> ``(N, 1, size, size)`` float by averaging blocks of pixels
+    (``size`` must divide 64): at 32, each new pixel is the share of its 2 x 2 block that the
+    sprite covers, one of 0, 0.25, 0.5, 0.75, 1. ``size=64`` returns the images as float."""
+    if not isinstance(size, int) or size < 1 or IMAGE_SIZE % size:
+        raise ValueError(f"size must be a divisor of {IMAGE_SIZE}, got {size!r}")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"expected dSprites images (N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}), got "
+                         f"{tuple(images.shape)}")
+    floats = images if images.is_floating_point() else images.float()
+    return torch.nn.functional.avg_pool2d(floats, IMAGE_SIZE // size) if size < IMAGE_SIZE \
+        else floats.clone()
 
 
 def render(indices, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
