@@ -399,6 +399,23 @@ def test_metrics_render_at_the_models_image_size():
     assert 0.0 <= score["eval_accuracy"] <= 1.0
 
 
+def test_metrics_on_a_slice_score_only_the_factors_that_vary():
+    """Squares at one orientation: MIG has three factors (a square's area gives its scale
+    exactly, so the centroid-and-area reader scores high on all three), and the BetaVAE score is
+    judged among three factors."""
+    fixed = {"shape": 0, "orientation": 0}
+    result = dis.mig_of_model(PositionEncoder(), n_points=3000, generator=_gen(0), fixed=fixed)
+    assert result["factors"].shape == (3000, 3) and result["per_factor"].shape == (3,)
+    per = result["per_factor"]
+    assert per.min() > 0.5, per
+    noise = dis.mig_of_model(PositionEncoder(noise_only=True), n_points=3000, generator=_gen(0),
+                             fixed=fixed)
+    assert noise["mig"] < 0.05
+    score = dis.betavae_score(PositionEncoder(), n_train=300, n_eval=150, batch_size=16,
+                              generator=_gen(1), fixed=fixed)
+    assert score["eval_accuracy"] > 0.9
+
+
 def test_capacity_loss():
     g = _gen(7)
     logits, x = torch.randn(3, 1, 4, 4, generator=g), (torch.rand(3, 1, 4, 4, generator=g) > 0.5).float()

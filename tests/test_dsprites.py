@@ -257,3 +257,19 @@ def test_shrink_is_the_covered_share_of_each_block():
         ds.shrink(images, 24)
     with pytest.raises(ValueError, match="expected dSprites images"):
         ds.shrink(images[:, :, :32, :32])
+
+
+def test_sample_classes_can_hold_factors_fixed():
+    free = ds.sample_classes(500, generator=torch.Generator().manual_seed(5))
+    held = ds.sample_classes(500, generator=torch.Generator().manual_seed(5),
+                             fixed={"shape": 0, "orientation": 3})
+    assert (held[:, 0] == 0).all() and (held[:, 2] == 3).all()
+    torch.testing.assert_close(held[:, [1, 3, 4]], free[:, [1, 3, 4]])   # the same draws otherwise
+    assert ds.varying_factors({"shape": 0, "orientation": 3}) == [1, 3, 4]
+    assert ds.varying_factors() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="unknown factor"):
+        ds.sample_classes(3, fixed={"colour": 0})
+    with pytest.raises(ValueError, match="0..2"):
+        ds.sample_classes(3, fixed={"shape": 3})
+    with pytest.raises(ValueError, match="at least one factor"):
+        ds.sample_classes(3, fixed={name: 0 for name in ds.FACTOR_NAMES})

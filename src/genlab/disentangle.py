@@ -333,13 +333,16 @@ def _images_for(model: nn.Module, classes: torch.Tensor) -> torch.Tensor:
 
 
 def mig_of_model(model: nn.Module, n_points: int = 10_000, n_bins: int = 20,
-                 generator: torch.Generator | None = None) -> dict:
+                 generator: torch.Generator | None = None, fixed=None) -> dict:
     """MIG of ``model`` on dSprites as disentanglement_lib measures it: ``n_points`` factor
     combinations drawn uniformly (with replacement), rendered (at the model's ``image_size``)
-    and encoded to their posterior means. Returns ``{"mig": float, "per_factor": (K,), "mi": (D, K) nats, "entropy": (K,),
-    "codes": (N, D), "factors": (N, K)}``."""
-    classes = dsprites.sample_classes(n_points, generator=generator).cpu()
-    codes = torch.cat([encode_means(model, _images_for(model, classes[i:i + 4096]))
+    and encoded to their posterior means. ``fixed`` (``{factor name: class}``) scores a slice of
+    dSprites: those factors are held and left out of the score. Returns ``{"mig": float,
+    "per_factor": (K,), "mi": (D, K) nats, "entropy": (K,), "codes": (N, D), "factors": (N, K)}``
+    over the K factors that vary."""
+    drawn = dsprites.sample_classes(n_points, generator=generator, fixed=fixed).cpu()
+    classes = drawn[:, dsprites.varying_factors(fixed)]
+    codes = torch.cat([encode_means(model, _images_for(model, drawn[i:i + 4096]))
                        for i in range(0, n_points, 4096)])
     per_factor = mig_per_factor(codes, classes, n_bins)
     return {"mig": float(per_factor.mean()), "per_factor": per_factor,
@@ -348,7 +351,8 @@ def mig_of_model(model: nn.Module, n_points: int = 10_000, n_bins: int = 20,
 
 
 def betavae_score(model: nn.Module, n_train: int = 10_000, n_eval: int = 5_000,
-                  batch_size: int = 64, generator: torch.Generator | None = None) -> dict:
+                  batch_size: int = 64, generator: torch.Generator | None = None,
+                  fixed=None) -> dict:
     """The BetaVAE disentanglement score (Higgins et al. 2017), as disentanglement_lib computes it.
 
     Each point: pick a factor k uniformly, draw ``batch_size`` pairs of factor combinations that
@@ -356,15 +360,18 @@ def betavae_score(model: nn.Module, n_train: int = 10_000, n_eval: int = 5_000,
     posterior means (images at the model's ``image_size``), and average ``|z1 - z2|`` over the
     pairs. A logistic regression learns to
     tell k from that vector on ``n_train`` points; the score is its accuracy on ``n_eval`` fresh
-    points (chance: 1/5). Returns ``{"train_accuracy": float, "eval_accuracy": float}``.
+    points (chance: 1/5, or one over the number of factors that vary when ``fixed`` holds
+    some, as in :func:`mig_of_model`). Returns ``{"train_accuracy": float, "eval_accuracy": float}``.
     """
     from sklearn.linear_model import LogisticRegression
 
+    free = torch.tensor(dsprites.varying_factors(fixed))
+
     def points(n):
-        k = torch.randint(0, len(dsprites.FACTOR_SIZES), (n,), generator=generator,
-                          device=generator.device if generator is not None else "cpu").cpu()
-        first = dsprites.sample_classes(n * batch_size, generator=generator).cpu()
-        second = dsprites.sample_classes(n * batch_size, generator=generator).cpu()
+        k = free[torch.randint(0, len(free), (n,), generator=generator,
+                               device=generator.device if generator is not None else "cpu").cpu()]
+        first = dsprites.sample_classes(n * batch_size, generator=generator, fixed=fixed).cpu()
+        second = dsprites.sample_classes(n * batch_size, generator=generator, fixed=fixed).cpu()
         rows = torch.arange(n * batch_size)
         shared = k.repeat_interleave(batch_size)
         second[rows, shared] = first[rows, shared]

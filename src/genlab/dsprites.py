@@ -56,7 +56,7 @@ from .files import save_atomic
 __all__ = ["FACTOR_NAMES", "FACTOR_SIZES", "SHAPES", "N_IMAGES", "IMAGE_SIZE", "factor_values",
            "index_to_classes", "classes_to_index", "classes_to_values", "render",
            "render_classes", "sample_classes", "sample", "subset", "render_all", "unpack",
-           "shrink", "clear_memory_cache"]
+           "shrink", "varying_factors", "clear_memory_cache"]
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -208,14 +208,43 @@ def _generator_device(generator):
     return torch.device("cpu") if generator is None else generator.device
 
 
-def sample_classes(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def _check_fixed(fixed) -> dict[int, int]:
+    """``{factor name: class}`` -> ``{factor index: class}``, checked."""
+    out = {}
+    for name, value in dict(fixed or {}).items():
+        if name not in FACTOR_NAMES:
+            raise ValueError(f"unknown factor {name!r}; the factors are {FACTOR_NAMES}")
+        k = FACTOR_NAMES.index(name)
+        if not isinstance(value, int) or not 0 <= value < FACTOR_SIZES[k]:
+            raise ValueError(f"{name} must be a class in 0..{FACTOR_SIZES[k] - 1}, got {value!r}")
+        out[k] = value
+    if len(out) == len(FACTOR_NAMES):
+        raise ValueError("at least one factor must vary")
+    return out
+
+
+def varying_factors(fixed=None) -> list[int]:
+    """Indices of the factors that ``fixed`` (``{factor name: class}``) leaves free."""
+    held = _check_fixed(fixed)
+    return [k for k in range(len(FACTOR_NAMES)) if k not in held]
+
+
+def sample_classes(n: int, generator: torch.Generator | None = None, fixed=None) -> torch.Tensor:
     """``n`` factor combinations drawn uniformly and independently (with replacement): ``(n, 5)``
-    int64 on the generator's device (CPU without one). What MIG and the BetaVAE score sample."""
+    int64 on the generator's device (CPU without one). What MIG and the BetaVAE score sample.
+
+    ``fixed`` (``{factor name: class}``, e.g. ``{"shape": 0, "orientation": 0}``) holds factors
+    at one class: a slice of dSprites. The random draws are the same with or without it, so the
+    free factors get the same classes."""
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
+    held = _check_fixed(fixed)
     where = _generator_device(generator)
-    return torch.stack([torch.randint(0, size, (n,), generator=generator, device=where)
-                        for size in FACTOR_SIZES], dim=1)
+    classes = torch.stack([torch.randint(0, size, (n,), generator=generator, device=where)
+                           for size in FACTOR_SIZES], dim=1)
+    for k, value in held.items():
+        classes[:, k] = value
+    return classes
 
 
 def sample(n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
