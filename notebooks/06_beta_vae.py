@@ -727,8 +727,9 @@ for beta in BETAS:
 # Look for rows in which *one* factor changes: the sprite slides left–right only, or up–down only,
 # or only grows — against rows that move the sprite diagonally or change its size and position
 # together, where the factors are there but mixed. β = 8 should keep three live rows, each close
-# to one factor; β = 1 spreads the same three factors over four or five rows that move the square
-# diagonally. (On the GPU budget's full dSprites, rotation and shape are the hardest: a rotated
+# to one factor (left–right, up–down, size); β = 1 spreads the same three factors over four or
+# five rows that move the square diagonally, change its size and position at once, or, towards
+# the ends of the sweep, bend it into shapes that are not in the data. (On the GPU budget's full dSprites, rotation and shape are the hardest: a rotated
 # square looks like a square at another angle, and short runs rarely isolate either.)
 #
 # Try it yourself: one slider per latent dimension of the β = 8 model, starting from the posterior
