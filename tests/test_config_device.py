@@ -385,3 +385,14 @@ def test_model_device_reads_parameters_then_buffers_else_cpu():
     assert device.model_device(only_buffers) == torch.device("cpu")
     if torch.cuda.is_available():
         assert device.model_device(torch.nn.Linear(2, 2).cuda()).type == "cuda"
+
+
+def test_run_seed(monkeypatch):
+    monkeypatch.delenv("GENLAB_SEED", raising=False)
+    assert config.run_seed() == 0
+    monkeypatch.setenv("GENLAB_SEED", " 3 ")
+    assert config.run_seed() == 3
+    for bad in ("-1", "1.5", "three"):
+        monkeypatch.setenv("GENLAB_SEED", bad)
+        with pytest.raises(ValueError, match="GENLAB_SEED must be a non-negative integer"):
+            config.run_seed()

@@ -8,7 +8,7 @@ Reference implementations, one module per lab topic: :mod:`genlab.tconv`,
 :mod:`genlab.autoencoder`, :mod:`genlab.denoising`, :mod:`genlab.vae`, :mod:`genlab.kl`,
 :mod:`genlab.disentangle`, :mod:`genlab.dcgan`, :mod:`genlab.wgan`.
 """
-from .config import budget, data_dir, fast_mode, gpu_budget
+from .config import budget, data_dir, fast_mode, gpu_budget, run_seed
 
 
 def __getattr__(name):
@@ -21,4 +21,5 @@ def __getattr__(name):
 
 
 __version__ = "0.1.0"
-__all__ = ["budget", "data_dir", "fast_mode", "gpu_budget", "get_device", "seed_everything", "__version__"]
+__all__ = ["budget", "data_dir", "fast_mode", "gpu_budget", "run_seed", "get_device", "seed_everything",
+           "__version__"]

@@ -8,6 +8,7 @@ Instructors:  genlab lab --instructor        JupyterLab on the repository with n
               genlab example-class --out DIR a synthetic class of N students to try grading
 Maintainers:  genlab build                   notebooks/*.py -> solutions/*/*.ipynb
               genlab validate                solutions full marks, stubs zero, labs in sync
+              genlab seeds LAB               rerun a lab with seeds 0-4: the spread of its figures
 Everyone:     genlab doctor                  versions, device, data sources, fast mode
               genlab bench                   training throughput: genlab loop vs a plain DataLoader
 """
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import bench
     bench.add_arguments(p)
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("seeds", help="rerun a lab's solution with several seeds and print each "
+                                     "run's figures (the spread of its headline result)")
+    from . import seeds
+    seeds.add_arguments(p)
+    p.set_defaults(func=seeds.main)
 
     _add_grading_commands(sub)
     return parser

@@ -7,6 +7,8 @@
 - ``GENLAB_OFFLINE=1`` skips download attempts and goes straight to the bundled fallbacks.
 - ``GENLAB_NO_WIDGETS=1`` / ``GENLAB_WIDGETS=1`` force sliders off / on (:mod:`genlab.widgets`).
 - ``GENLAB_NO_GPU_BUDGET=1`` keeps the default (CPU) budgets on a GPU.
+- ``GENLAB_SEED`` is the seed of a lab's main training run (default 0): ``genlab seeds`` reruns a
+  lab with several to show the spread of its figures.
 - ``GENLAB_GRADER_MEMORY_GB`` caps the grading kernel's memory, the whole process tree (default
   8; 0 for no cap); ``GENLAB_GRADER_SANDBOX``, ``_DISK_MB``, ``_FILE_MB``, ``_PROCESSES``,
   ``_CPU_SECONDS``, ``_OUTPUT_MB``: the grading sandbox (:mod:`genlab.course.sandbox`).
@@ -69,6 +71,17 @@ def gpu_budget() -> bool:
         return False
     from .device import get_device
     return get_device().type == "cuda"
+
+
+def run_seed() -> int:
+    """The seed of a lab's main training run: ``GENLAB_SEED`` (a non-negative integer), 0 by
+    default. The tests' seeds never change with it."""
+    value = os.environ.get("GENLAB_SEED", "").strip()
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise ValueError(f"GENLAB_SEED must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def widgets_override() -> bool | None:
