@@ -13,7 +13,7 @@ from genlab import cli, doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["doctor", "lab", "bench", "check", "grade", "example-class", "release", "validate",
-            "build"]
+            "build", "seeds"]
 
 
 def _run(argv):
@@ -166,3 +166,8 @@ def test_doctor_reports_missing_package(no_network, monkeypatch, capsys):
 def test_doctor_version_of_absent_package():
     assert doctor._version("surely-not-an-installed-package-xyz") == "MISSING"
     assert doctor._version("torch") == torch.__version__.split("+")[0]
+
+
+def test_seeds_refuses_an_unknown_lab_and_negative_seeds():
+    assert "unknown lab '99_nothing'" in _run(["seeds", "99_nothing"])
+    assert "non-negative" in _run(["seeds", "06_beta_vae", "--seeds", "-1"])

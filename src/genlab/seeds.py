@@ -86,7 +86,10 @@ def main(args) -> int:
 
     if any(seed < 0 for seed in args.seeds):
         raise SystemExit("genlab seeds: seeds must be non-negative integers")
-    notebook = registry.get(args.lab).solution(course_root())
+    try:
+        notebook = registry.get(args.lab).solution(course_root())
+    except KeyError as err:
+        raise SystemExit(f"genlab seeds: {err.args[0]}") from None
     if not notebook.is_file():
         raise SystemExit(f"genlab seeds: {notebook} does not exist (run genlab build)")
     rows = run_seed_sweep(notebook, args.seeds, fast=args.fast, timeout=args.timeout)
