@@ -232,7 +232,30 @@ def mutual_information_gap(codes: torch.Tensor, factors: torch.Tensor, n_bins: i
 
 # --------------------------------------------------------------------------- the model
 
-class MLPBetaVAE(nn.Module):
+class _SpriteVAE(nn.Module):
+    """What both β-VAEs share: ``encoder`` gives ``(mu, logvar)`` side by side, ``decoder`` gives
+    logits of an ``image_size`` x ``image_size`` image."""
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if tuple(x.shape[1:]) != (1, self.image_size, self.image_size):
+            raise ValueError(f"expected images (N, 1, {self.image_size}, {self.image_size}), got "
+                             f"{tuple(x.shape)} (dsprites.shrink makes smaller images)")
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode_probs(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel probabilities ``sigmoid(decode(z))``, e.g. for the plotting helpers."""
+        return torch.sigmoid(self.decode(z))
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+class MLPBetaVAE(_SpriteVAE):
     """The fully connected β-VAE that Higgins et al. (2017) trained on dSprites, slimmed for a
     CPU: the image (``image_size`` x ``image_size``, 32 by default: see
     :func:`genlab.dsprites.shrink`) is flattened, two hidden ReLU layers give ``mu`` and
@@ -254,26 +277,8 @@ class MLPBetaVAE(nn.Module):
                                      nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, pixels),
                                      nn.Unflatten(1, (1, image_size, image_size)))
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if tuple(x.shape[1:]) != (1, self.image_size, self.image_size):
-            raise ValueError(f"expected images (N, 1, {self.image_size}, {self.image_size}), got "
-                             f"{tuple(x.shape)} (dsprites.shrink makes 32x32 from 64x64)")
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def decode_probs(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities ``sigmoid(decode(z))``, e.g. for the plotting helpers."""
-        return torch.sigmoid(self.decode(z))
-
-    def forward(self, x: torch.Tensor):
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
-
-
-class ConvBetaVAE(nn.Module):
+class ConvBetaVAE(_SpriteVAE):
     """The β-VAE of Higgins et al. (2017) and Burgess et al. (2018) for 64x64 dSprites, slimmed
     for a CPU: four stride-2 4x4 convolutions (1 -> c0 -> c1 -> c2 -> c3 channels,
     64 -> 32 -> 16 -> 8 -> 4 pixels), a hidden layer, and linear heads for ``mu`` and ``logvar``;
@@ -301,21 +306,6 @@ class ConvBetaVAE(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(),
                                      nn.Linear(hidden, flat), nn.ReLU(),
                                      nn.Unflatten(1, (c[4], 4, 4)), *up[:-1])
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def decode_probs(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities ``sigmoid(decode(z))``, e.g. for the plotting helpers."""
-        return torch.sigmoid(self.decode(z))
-
-    def forward(self, x: torch.Tensor):
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
 def encode_means(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:

@@ -8,32 +8,11 @@ its last code cell prints (each lab ends with a cell that prints the figures of 
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["run_seed_sweep", "add_arguments", "main"]
-
-
-@contextmanager
-def _environment(**values):
-    """Set (a str) or unset (None) environment variables for the duration, then restore them."""
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _last_printed(nb) -> str:
@@ -53,12 +32,14 @@ def run_seed_sweep(notebook: Path, seeds, fast: bool = False, timeout: int = 180
     import nbformat
     from nbclient import NotebookClient
 
+    from .course.api import patched_environ
+
     rows = []
     for seed in seeds:
         nb = nbformat.read(str(notebook), as_version=4)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as cwd, \
-                _environment(GENLAB_SEED=str(seed), GENLAB_FAST="1" if fast else None):
+                patched_environ(GENLAB_SEED=str(seed), GENLAB_FAST="1" if fast else None):
             try:
                 NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                resources={"metadata": {"path": cwd}}).execute()
