@@ -1121,9 +1121,11 @@ for beta in BETAS:
 # **What to expect at the default budget** (CPU, `GENLAB_FAST` unset; the slice of squares,
 # 6,000 steps per model). Over five seeds of the data, the initialization and the batch order,
 # β = 1 reached a reconstruction of about 14 nats and a KL of about 10 nats per image with 4–5
-# active units, and a **MIG of 0.01–0.03**; β = 8 reached about 33 nats and 5 nats with **3 active
-# units** — one per factor — and a **MIG of 0.09–0.45**, higher than β = 1's in **five of the five
-# seeds**. The spread of β = 8's MIG is wide: in the best seeds each of the three live dimensions
+# active units, a **MIG of 0.01–0.03** and a BetaVAE score of 0.67–0.81; β = 8 reached about 33
+# nats and 5 nats with **3 active units** — one per factor — a **MIG of 0.09–0.46** and a BetaVAE
+# score of 0.81–1.00. β = 8's MIG was higher than β = 1's in **five of the five seeds**, by a
+# factor of 4 to 20. (To see another seed, set `GENLAB_SEED` before starting Jupyter and rerun
+# the notebook; `genlab seeds 06_beta_vae` runs the model solution once for each of the five.) The spread of β = 8's MIG is wide: in the best seeds each of the three live dimensions
 # follows one factor almost alone; in the others one factor is still shared between two
 # dimensions, which the traversals show as a slightly diagonal slide. The numbers also move with
 # the number of CPU threads (the order of floating-point sums). The published β-VAE results on
