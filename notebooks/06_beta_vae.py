@@ -430,8 +430,9 @@ for _dev in devices():
 # **The data: a slice of dSprites.** On a laptop we train on the part of dSprites where the answer
 # is unambiguous: **squares at orientation 0**, so three factors vary — scale (6 values), posX and
 # posY (32 each), 6,144 different images. Rotation and shape are the hard factors (a square a
-# quarter turn on looks the same; a heart at 32 × 32 is a few pixels), and the short run that a
-# CPU allows spends its steps on them without learning to separate anything. The images are also
+# quarter turn on looks the same; a heart at 32 × 32 is a few pixels): in the short run that a
+# CPU allows, models trained on all of dSprites did not separate their factors reliably in our
+# tests, whatever β. The images are also
 # shrunk to **32 × 32** (`dsprites.shrink`: each new pixel is the share of its 2 × 2 block that the
 # sprite covers, so values 0, ¼, ½, ¾, 1 — the Bernoulli cross-entropy takes such targets as
 # they are). The GPU budget trains on all of dSprites.

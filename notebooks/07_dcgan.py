@@ -1168,11 +1168,13 @@ show(fig)
 # about 30–50 against a floor of about 4 (an untrained generator scores about 1,000) and a
 # confidence near 0.8. Every digit class is there, though not evenly — round zeros are
 # over-produced (15–19% of the samples), fours and sixes under-produced. Over five seeds of the
-# initialization and the batch order, the smallest class share was 4.8–5.5%, at least 5% in four
-# of the five. That is close to the line, and the count is noisy: 1,000 samples give each share
-# a standard error of about 0.7 points, and scored on 5,000 samples the same generators' smallest
-# shares were 4.1–5.6%. The numbers also move with the number of CPU threads. The distance stays
-# an order of magnitude above the floor: the samples are recognisable but often wobbly, which the
+# initialization and the batch order (on one CPU thread), the smallest class share was
+# 4.8–5.5%, at least 5% in four of the five; this notebook as it stands (seed 0, two threads)
+# gives 4.6%. So "every digit at 5% or more" is close to the line rather than settled: 1,000
+# samples give each share a standard error of about 0.7 points, and scored on 5,000 samples the
+# same generators' smallest shares were 4.1–5.6%. The numbers also move with the number of CPU
+# threads (the order of floating-point sums changes the whole run). The distance stays an order
+# of magnitude above the floor: the samples are recognisable but often wobbly, which the
 # classifier's lower confidence also says.
 # %%
 print(f"DCGAN: FD {quality.fd:.1f} against a train-vs-test floor of {quality.floor:.1f}; every "
