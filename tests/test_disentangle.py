@@ -451,3 +451,25 @@ def test_fast_training_lowers_the_loss_and_metrics_run():
     assert 0 <= dis.active_units(mu) <= 6
     result = dis.mig_of_model(model, n_points=500, generator=_gen(0))
     assert 0.0 <= result["mig"] <= 1.0
+
+
+def test_the_labs_cpu_model_learns_the_slice_quickly():
+    """Lab 06's CPU setting in miniature: the MLP β-VAE on 32 x 32 squares (scale and position
+    vary) cuts the loss far below an untrained decoder's (1024 log 2 = 710 nats) within 96
+    steps, and MIG and the BetaVAE score run on the slice."""
+    fixed = {"shape": 0, "orientation": 0}
+    classes = ds.sample_classes(384, generator=_gen(0), fixed=fixed)
+    x = ds.shrink(ds.render_classes(classes, dtype=torch.uint8))
+    torch.manual_seed(0)
+    model = dis.MLPBetaVAE(latent_dim=6, hidden=64)
+
+    def loss_fn(m, batch):
+        logits, mu, logvar = m(batch)
+        loss, recon, kl = dis.beta_vae_loss(logits, batch, mu, logvar, 4.0)
+        return loss, {"recon": recon, "kl": kl}
+
+    history = fit(model, x, loss_fn, epochs=8, batch_size=32, lr=3e-3, generator=0,
+                  progress=False, device="cpu")
+    assert history.epoch_losses[-1] < 0.25 * 1024 * math.log(2)
+    result = dis.mig_of_model(model, n_points=500, generator=_gen(1), fixed=fixed)
+    assert result["per_factor"].shape == (3,) and 0.0 <= result["mig"] <= 1.0
