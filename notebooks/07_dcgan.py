@@ -980,10 +980,10 @@ with using_references(discriminator_loss=_d_loss, generator_loss=_g_loss):
 # **One deliberate departure.** Radford et al.'s learning rate $2\cdot10^{-4}$ was tuned for runs
 # of many epochs over large data sets. In our short CPU budget it learns too slowly: on the
 # fallback digits at width 32 it ends near a Fréchet distance (Part 6) of 65 with a digit class
-# at only about 2% of the samples. With $5\cdot10^{-4}$ the distance reaches 40–45 and the rarest
-# digit 4–5%; with $10^{-3}$ the distance reaches about 30–50 and the rarest digit about 5%
-# (five seeds each, same $\beta_1 = 0.5$, same batch size 64). The CPU budget therefore uses
-# $10^{-3}$, five times the paper's rate. The price is a livelier game: the distance moves more
+# at only about 2% of the samples. With $5\cdot10^{-4}$ the distance reached 42–47 and the rarest
+# digit 3.7–4.8% (two seeds); with $10^{-3}$ the distance reached about 30–50 and the rarest
+# digit 4.8–5.5% (five seeds; same $\beta_1 = 0.5$, same batch size 64, one CPU thread). The CPU
+# budget therefore uses $10^{-3}$, five times the paper's rate. The price is a livelier game: the distance moves more
 # from one epoch to the next, so the last epoch is not always the best one.
 #
 # The training loop is genlab's `fit` with your `gan_train_step` as the step: `train_gan` creates
