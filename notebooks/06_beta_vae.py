@@ -1125,7 +1125,7 @@ for beta in BETAS:
 # active units, a **MIG of 0.01–0.03** and a BetaVAE score of 0.67–0.81; β = 8 reached about 33
 # nats and 5 nats with **3 active units** — one per factor — a **MIG of 0.09–0.46** and a BetaVAE
 # score of 0.81–1.00. β = 8's MIG was higher than β = 1's in **five of the five seeds**, by a
-# factor of 4 to 20. (To see another seed, set `GENLAB_SEED` before starting Jupyter and rerun
+# factor of 3.5 to 22. (To see another seed, set `GENLAB_SEED` before starting Jupyter and rerun
 # the notebook; `genlab seeds 06_beta_vae` runs the model solution once for each of the five.) The spread of β = 8's MIG is wide: in the best seeds each of the three live dimensions
 # follows one factor almost alone; in the others one factor is still shared between two
 # dimensions, which the traversals show as a slightly diagonal slide. The numbers also move with
