@@ -77,7 +77,7 @@ def test_active_units_against_numpy():
 
 def test_latent_traversal_decodes_the_mean_with_one_dimension_replaced():
     torch.manual_seed(0)
-    model = dis.ConvBetaVAE(latent_dim=5, channels=(4, 4, 8, 8), hidden=16).train()
+    model = dis.MLPBetaVAE(latent_dim=5, image_size=64, hidden=16).train()
     x = ds.render(torch.tensor([12345]))[0]
     values = [-2.0, 0.0, 1.5]
     out = dis.latent_traversal(model, x, 3, values)
@@ -98,7 +98,7 @@ def test_latent_traversal_decodes_the_mean_with_one_dimension_replaced():
 
 @pytest.mark.parametrize("device", devices(), ids=lambda d: d.type)
 def test_latent_traversal_on_every_device(device):
-    model = dis.ConvBetaVAE(latent_dim=3, channels=(4, 4, 8, 8), hidden=16).to(device)
+    model = dis.MLPBetaVAE(latent_dim=3, image_size=64, hidden=16).to(device)
     out = dis.latent_traversal(model, ds.render([7]).to(device), 0, [0.0, 1.0])
     assert out.device.type == device.type and out.shape == (2, 1, 64, 64)
 
@@ -364,17 +364,6 @@ def test_betavae_score_separates_informative_from_random_codes():
 
 # --------------------------------------------------------------------------- model and training
 
-def test_conv_beta_vae_shapes():
-    model = dis.ConvBetaVAE(latent_dim=6)
-    x = ds.render(torch.arange(4))
-    logits, mu, logvar = model(x)
-    assert logits.shape == x.shape and mu.shape == logvar.shape == (4, 6)
-    probs = model.decode_probs(mu)
-    assert probs.min() >= 0 and probs.max() <= 1
-    with pytest.raises(ValueError):
-        dis.ConvBetaVAE(channels=(8, 8))
-
-
 def test_mlp_beta_vae_shapes_and_errors():
     model = dis.MLPBetaVAE(latent_dim=6, hidden=32)
     x = ds.shrink(ds.render(torch.arange(4)))
@@ -427,7 +416,7 @@ def test_capacity_loss():
 def _train(beta, epochs=4, n=384, seed=0):
     torch.manual_seed(seed)
     x, _ = ds.subset(n, seed=seed, disk_cache=False)
-    model = dis.ConvBetaVAE(latent_dim=6, channels=(8, 16, 16, 32), hidden=64)
+    model = dis.MLPBetaVAE(latent_dim=6, image_size=64, hidden=64)
 
     def loss_fn(m, batch):
         logits, mu, logvar = m(batch)
@@ -456,7 +445,7 @@ def test_fast_training_lowers_the_loss_and_metrics_run():
 def test_the_labs_cpu_model_learns_the_slice_quickly():
     """Lab 06's CPU setting in miniature: the MLP β-VAE on 32 x 32 squares (scale and position
     vary) cuts the loss far below an untrained decoder's (1024 log 2 = 710 nats) within 96
-    steps, and MIG and the BetaVAE score run on the slice."""
+    steps, and MIG runs on the slice."""
     fixed = {"shape": 0, "orientation": 0}
     classes = ds.sample_classes(384, generator=_gen(0), fixed=fixed)
     x = ds.shrink(ds.render_classes(classes, dtype=torch.uint8))
