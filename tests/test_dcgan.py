@@ -215,6 +215,23 @@ def test_train_gan_records_losses_and_snapshots():
     assert G.training  # generate() restored the mode
 
 
+def test_train_gan_gives_both_players_adam_with_the_betas_asked_for():
+    x, _ = load_mnist("train", limit=64)
+    seen = []
+
+    def spy(G, D, opt_g, opt_d, real, z):
+        seen.append([(type(o), o.param_groups[0]["lr"], o.param_groups[0]["betas"])
+                     for o in (opt_g, opt_d)])
+        return dcgan.gan_train_step(G, D, opt_g, opt_d, real, z)
+    G, D = dcgan.make_dcgan(nz=8, ngf=4, ndf=4)
+    dcgan.train_gan(G, D, x, 1, batch_size=32, lr=1e-3, beta1=0.5, beta2=0.99, step=spy,
+                    progress=False, device="cpu")
+    assert seen == [[(torch.optim.Adam, 1e-3, (0.5, 0.99))] * 2] * 2
+    seen.clear()
+    dcgan.train_gan(G, D, x, 1, batch_size=64, step=spy, progress=False, device="cpu")
+    assert seen == [[(torch.optim.Adam, 2e-4, (0.5, 0.999))] * 2]   # Radford et al.'s defaults
+
+
 @pytest.mark.gpu
 def test_step_and_generate_on_cuda():
     G, D = dcgan.make_dcgan(nz=16, ngf=8, ndf=8, device="cuda")

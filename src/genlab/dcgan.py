@@ -247,9 +247,11 @@ def make_dcgan(nz: int = 64, ngf: int = 64, ndf: int = 64, device=None, seed: in
     return G.to(device or "cpu"), D.to(device or "cpu")
 
 
-def adam_gan(model: nn.Module, lr: float = 2e-4, beta1: float = 0.5) -> torch.optim.Adam:
-    """Adam with Radford et al.'s settings: learning rate 2e-4, beta1 = 0.5."""
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=(beta1, 0.999))
+def adam_gan(model: nn.Module, lr: float = 2e-4, beta1: float = 0.5,
+             beta2: float = 0.999) -> torch.optim.Adam:
+    """Adam with Radford et al.'s settings by default: learning rate 2e-4, beta1 = 0.5 (and
+    PyTorch's beta2 = 0.999)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(beta1, beta2))
 
 
 class GANPair(nn.Module):
@@ -284,12 +286,13 @@ def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tens
 
 
 def train_gan(G: nn.Module, D: nn.Module, x: torch.Tensor, epochs: int, *, batch_size: int = 64,
-              lr: float = 2e-4, beta1: float = 0.5, step=gan_train_step,
+              lr: float = 2e-4, beta1: float = 0.5, beta2: float = 0.999, step=gan_train_step,
               fixed_z: torch.Tensor | None = None, snapshots_per_epoch: int = 1,
               seed: int = 0, device=None, progress: bool | None = None,
               desc: str = "DCGAN") -> GANHistory:
     """Train ``G`` and ``D`` on real images ``x`` in [0, 1] with ``step(G, D, opt_g, opt_d,
-    real, z)`` (default :func:`gan_train_step`), through :func:`genlab.training.fit`.
+    real, z)`` (default :func:`gan_train_step`), through :func:`genlab.training.fit`. Both
+    players get Adam (:func:`adam_gan`) with ``lr``, ``beta1`` and ``beta2``.
 
     The real batches are mapped to [-1, 1]; ``z`` is standard normal, drawn from a generator
     seeded with ``seed``. ``G(fixed_z)`` is recorded ``snapshots_per_epoch`` times per epoch
@@ -298,7 +301,7 @@ def train_gan(G: nn.Module, D: nn.Module, x: torch.Tensor, epochs: int, *, batch
     from .device import get_device
     device = torch.device(device) if device is not None else get_device()
     G.to(device), D.to(device)
-    opt_g, opt_d = adam_gan(G, lr, beta1), adam_gan(D, lr, beta1)
+    opt_g, opt_d = adam_gan(G, lr, beta1, beta2), adam_gan(D, lr, beta1, beta2)
     nz = G.nz if hasattr(G, "nz") else None
     history = GANHistory(steps_per_epoch=math.ceil(len(x) / batch_size))
     every = max(1, history.steps_per_epoch // max(1, snapshots_per_epoch))
