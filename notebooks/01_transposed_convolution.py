@@ -784,7 +784,7 @@ show(fig)
 #
 # The second form is the definition of the **adjoint** of a linear map. Let's check both, with
 # your matrix and your transposed convolution.
-# %%
+# %% demo
 x4 = torch.randn(4, 4)
 y2 = torch.randn(2, 2)
 via_matrix = (C.T @ y2.flatten()).view(4, 4)
@@ -803,7 +803,7 @@ print(f"<Cx, y> = {lhs.item():.4f}   <x, C^T y> = {rhs.item():.4f}")
 # input give a $3\times 3$ output, because the convolution rounds down. $C^\top$ knows which one it
 # came from (it has $HW$ rows); `conv_transpose2d` only sees the $3\times 3$ image, so it has to be
 # told — `output_padding` is the part the rounding dropped, $(H + 2p - k) \bmod s$.
-# %%
+# %% demo
 for H in (5, 6):
     C_s = conv2d_matrix(K3, (H, H), stride=2, padding=1)
     side = math.isqrt(C_s.shape[0])
@@ -822,7 +822,7 @@ for H in (5, 6):
 # back-propagate through a `conv2d`, PyTorch runs a transposed convolution on the incoming
 # gradient — and that is how libraries actually implement `conv_transpose2d`: as the backward pass
 # of a convolution. Autograd confirms it:
-# %%
+# %% demo
 x6 = torch.randn(1, 1, 6, 6, requires_grad=True)
 z = F.conv2d(x6, K3[None, None], stride=2, padding=1)
 g = torch.randn_like(z)                        # some upstream gradient dL/dz
@@ -837,7 +837,7 @@ print("gradient of conv2d w.r.t. its input == conv_transpose2d of the gradient:"
 # "deconvolution" is misleading — a deconvolution in signal processing really does undo a
 # convolution.) In a decoder that is fine: the weights are learned, and nobody asks the layer to
 # invert anything.
-# %%
+# %% demo
 x8 = torch.rand(1, 1, 8, 8)
 K_avg = K3 / K3.sum()                          # a weighted average, so values stay comparable
 roundtrip = conv_transpose2d(F.conv2d(x8, K_avg[None, None], stride=2, padding=1),

@@ -1176,7 +1176,7 @@ explore(render_code, {"z1": _slider(0), "z2": _slider(1)}, title="Decode a point
 # space spanned by the decoder's columns and the top-5 PCA subspace. The cosines of these
 # *principal angles* are the singular values of $Q^\top V_5$, where $Q$ is an orthonormal basis
 # of the decoder's column space; all five equal 1 when the two subspaces coincide.
-# %%
+# %% demo
 class LinearAutoencoder(nn.Module):
     """x -> W_enc x + b_enc -> W_dec z + b_dec: no non-linearity anywhere."""
 

@@ -642,7 +642,7 @@ check_raises(lambda: psnr(torch.rand(4, 1, 28, 28), torch.rand(4, 784)), ValueEr
 # %% [markdown]
 # How much do the corruptions hurt, in these units? The PSNR of the *noisy* images (compared with
 # the clean ones) is the baseline every denoiser has to beat.
-# %%
+# %% demo
 x_eval = x_test_all[:1000]
 for kind, levels in [("gaussian", [0.1, 0.3, 0.5]), ("masking", [0.25, 0.5]),
                      ("salt_and_pepper", [0.1, 0.3])]:
@@ -822,7 +822,7 @@ for _dev in devices():
 # to run the notebook but not to learn much. **With a GPU** the cell switches to the full training
 # set and 40 epochs, which gives visibly sharper digits (set `GENLAB_NO_GPU_BUDGET=1` before
 # starting Jupyter to use the CPU numbers anyway).
-# %%
+# %% demo
 from genlab.denoising import random_corruption
 from genlab.training import adam, fit
 
@@ -1209,7 +1209,7 @@ show(fig)
 # %% [markdown]
 # Not all non-digits are equally easy. Break the AUC down by kind, and look at the outliers the
 # plain autoencoder rebuilds best — the ones a threshold would miss.
-# %%
+# %% demo
 print(f"{'':>10}" + "".join(f"{name:>16}" for name in models))
 for k, kind in enumerate(OUTLIER_KINDS):
     row = [roc_auc(digits, others[outlier_kinds == k]) for digits, others in scores.values()]
@@ -1342,7 +1342,7 @@ show(fig)
 # are the usual ways to get sharper, more plausible fills.
 #
 # ## The figures of this run
-# %%
+# %% demo
 sigma_half = table["gaussian"]["level"].index(0.5)
 masking_half = table["masking"]["level"].index(0.5)
 print(f"{'':>30}{'noisy':>9}" + "".join(f"{name:>16}" for name in models))

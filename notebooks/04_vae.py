@@ -1394,7 +1394,7 @@ show(fig)
 # Encode a test digit, decode its posterior mean $\mu$ (no sampling), apply the sigmoid. The VAE's
 # reconstructions are smoother than a plain autoencoder's: the KL term limits how much information
 # about each image the code may carry.
-# %%
+# %% demo
 def reconstruct(model, x):
     with torch.no_grad():
         mu, _ = model.encode(x.to(device))
@@ -1628,7 +1628,7 @@ for _dev in devices():
 # **Interpolation explorer.** Pick two digit classes and which test example of each; the rows show
 # the path between them through the code space of your conv VAE and, for contrast, a blend of the
 # two images.
-# %%
+# %% demo
 by_digit = {d: x_test_all[y_test_all == d] for d in range(10)}
 
 
@@ -1778,7 +1778,7 @@ show(fig)
 # more epochs here (`EPOCHS_2D`) sharpen the low end.
 #
 # ## The figures of this run
-# %%
+# %% demo
 for name, r in results.items():
     print(f"{name:>28}: test -ELBO {r['loss']:6.1f} nats (recon {r['recon']:.1f}, KL {r['kl']:.1f}), "
           f"{EPOCHS} epochs on {len(x_train):,} digits")

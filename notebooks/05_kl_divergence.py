@@ -286,7 +286,7 @@ for _dev in devices():
 # 2. **against numerical integration** of $p\log(p/q)$ on a fine grid;
 # 3. **non-negativity** on thousands of random pairs, and **zero only for equal arguments**;
 # 4. **asymmetry**: swap the arguments and the value changes.
-# %%
+# %% demo
 g = torch.Generator().manual_seed(1)
 mu1, mu2 = torch.randn(2, 10_000, generator=g, dtype=F64) * 2
 s1, s2 = torch.rand(2, 10_000, generator=g, dtype=F64) * 3 + 0.1
@@ -442,7 +442,7 @@ for _dev in devices():
 # Check the claim that the KLs add, with `torch.distributions` doing the multivariate case its own
 # way (a full-covariance `MultivariateNormal` with a diagonal matrix), and the claim that lab 4's
 # VAE regularizer is the special case $p = \mathcal N(0, I)$:
-# %%
+# %% demo
 g = torch.Generator().manual_seed(2)
 mu_q, logvar_q, mu_p, logvar_p = torch.randn(4, 3, 20, generator=g, dtype=F64)
 mine = kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)
@@ -741,7 +741,7 @@ for name, (m, s) in fitted.items():
 # reading and be confident about it, rather than spread over both.
 #
 # Monte Carlo needs no closed form, so it also checks the quadrature:
-# %%
+# %% demo
 q_fit = Normal(torch.tensor(fitted["reverse KL(q‖p), start m = +1"][0], dtype=F64),
                torch.tensor(fitted["reverse KL(q‖p), start m = +1"][1], dtype=F64))
 estimate, se = kl_monte_carlo(q_fit, target, budget(default=100_000, fast=10_000),
@@ -955,7 +955,7 @@ for _dev in devices():
 # mean and covariance of $x$ with $b$ and $WW^\top + \sigma^2 I$. And check the posterior with
 # Bayes' rule itself: at any $z$, $\log p(x\mid z) + \log p(z) - \log p(x)$ must equal the log
 # density of your posterior Gaussian.
-# %%
+# %% demo
 g = torch.Generator().manual_seed(3)
 W_demo = torch.randn(4, 2, generator=g, dtype=F64)
 b_demo = torch.randn(4, generator=g, dtype=F64)
@@ -1128,7 +1128,7 @@ for _dev in devices():
 # wrote: first, your closed form against a Monte Carlo estimate of
 # $\mathbb E_q[\log p(x\mid z) + \log p(z) - \log q(z)]$, using the reparameterization of lab 4 to
 # draw $z$:
-# %%
+# %% demo
 from genlab.vae import reparameterize
 
 g = torch.Generator().manual_seed(4)
@@ -1152,7 +1152,7 @@ print("Monte Carlo:", terms.mean(0), "\n    ± 1 SE:", terms.std(0) / math.sqrt(
 # %% [markdown]
 # Second, the identity itself for 200 random $q$'s, with `torch.distributions` supplying the KL
 # between your diagonal $q$ and your (full-covariance) posterior:
-# %%
+# %% demo
 x_one = x5[:1].expand(200, 5)
 q_mu_r = 2 * torch.randn(200, 3, generator=g, dtype=F64)
 q_logvar_r = 1.5 * torch.randn(200, 3, generator=g, dtype=F64)
@@ -1296,7 +1296,7 @@ print(f"batch mean of your kl_diag_gaussians(mu, logvar, 0, 0): {mine.mean().ite
 #   over-confident.
 #
 # ## The figures of this run
-# %%
+# %% demo
 print(f"KL(N(1, 0.5²) ‖ N(0, 1)): closed form {exact:.6f}; Monte Carlo with n = {sizes[-1]:,}: "
       f"{estimates[-1]:.5f} ± {errors[-1]:.5f}; per-sample s.d. {errors[-1] * math.sqrt(sizes[-1]):.4f}")
 print(f"{RUNS} repeated runs (n = {N_PER_RUN}): s.d. of the estimates {run_estimates.std(ddof=1):.4f} "

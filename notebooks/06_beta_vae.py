@@ -739,7 +739,7 @@ for beta in BETAS:
 # Try it yourself: one slider per latent dimension of the β = 8 model, starting from the posterior
 # mean of the square above. (Without a widget front end, e.g. under the autograder, the default
 # picture is shown instead.)
-# %%
+# %% demo
 beta_widget = 8.0
 model_widget = models[beta_widget]
 with torch.no_grad():
@@ -984,7 +984,7 @@ for _dev in devices():
 # Before trusting the metric on the models, check it on codes whose answer we know, built from
 # the true factors of the evaluation images: a code that copies each factor into its own
 # dimension; the same code with the two positions mixed by a 45° rotation; and random codes.
-# %%
+# %% demo
 f_eval = classes_eval.double()
 perfect = (f_eval - f_eval.mean(0)) / f_eval.std(0)
 c45 = math.cos(math.pi / 4)
@@ -1082,7 +1082,7 @@ show(fig)
 # sharpen, and much of the alignment learnt early survives. `genlab.disentangle.capacity_loss`
 # computes this loss; the cell below trains one model with it on the GPU budget (on a CPU the
 # schedule needs far more steps than this lab can afford, so it is skipped there).
-# %%
+# %% demo
 if USE_GPU_BUDGET:
     from genlab.disentangle import capacity_loss
 
@@ -1111,7 +1111,7 @@ else:
 
 # %% [markdown]
 # ## The figures of this run
-# %%
+# %% demo
 for beta in BETAS:
     h = histories[beta]
     print(f"beta = {beta:g}: recon {h.metrics['recon'][-1]:.1f} nats, KL {h.metrics['kl'][-1]:.2f} "

@@ -713,7 +713,7 @@ if _out is not None and not isinstance(_out, nn.Module):
 # With all three pieces written, here are our networks at the default width and what an
 # *untrained* generator draws: every code gives nearly the same grey texture. Training has to turn
 # that into digits.
-# %%
+# %% demo
 probe_G = Generator(nz=64, ngf=64)
 probe_G.apply(dcgan_weights_init)
 probe_D = Discriminator(ndf=64)
@@ -1090,7 +1090,7 @@ show_images(history.snapshots[-1], nrow=16, value_range=(-1, 1),
 # lecture's check: put each sample next to its **nearest neighbour** in the training set
 # (Euclidean distance in pixel space). Similar digits are expected; identical ones would be a
 # warning.
-# %%
+# %% demo
 from genlab.dcgan import nearest_neighbours
 
 samples = generate(G, fixed_z[:8].to(device)).cpu()
@@ -1275,7 +1275,7 @@ if RUN_COLOUR:
 # spare, and the numbers move with the number of CPU threads (the order of floating-point sums
 # changes the whole run). The distance stays an order of magnitude above the floor: the samples
 # are recognisable but often wobbly, which the classifier's lower confidence also says.
-# %%
+# %% demo
 print(f"DCGAN: FD {quality.fd:.1f} against a train-vs-test floor of {quality.floor:.1f}; every "
       f"digit class at >= {100 * quality.coverage.min():.1f}% of samples; confidence "
       f"{quality.confidence:.2f}; training {history.seconds:.0f} s on {device}")

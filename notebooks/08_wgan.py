@@ -1559,7 +1559,7 @@ show(fig)
 # further; judge by the FD curves and the class coverage rather than single numbers.
 #
 # ## The figures of this run
-# %%
+# %% demo
 print(f"{'':>16}{'updates':>9}{'seconds':>9}{'FD':>8}{'floor':>8}{'min class':>11}{'confidence':>12}")
 for name, run in list(runs.items()) + list(unstable.items()):
     q = run.quality
