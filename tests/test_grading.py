@@ -354,6 +354,14 @@ def test_make_grade_grades_every_lab_of_the_bundled_class(tmp_path):
             assert by[(student, lab)].score == expected, (lab, student, info["shows"])
     table = grade.format_grade_table(grades)
     assert all(f"lab {lab.number}" in table for lab in labs.LABS.values())
+    # A complete, correct submission runs without a single cell error when graded: no ordinary
+    # cell may use what a skipped demo cell defines, or a reference module the grader hides.
+    for lab in labs.LABS:
+        graded = nbformat.read(str(course.autograded("ada", lab)), as_version=4)
+        errors = [(cell.source.splitlines() or [""])[0] + f" -> {out['ename']}: {out['evalue']}"
+                  for cell in graded.cells if cell.cell_type == "code"
+                  for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+        assert not errors, f"{lab}: cells that fail in grading mode (tag them demo): {errors}"
 
 
 def test_parallel_workers_give_the_same_grades_as_one(tmp_path):
