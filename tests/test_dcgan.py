@@ -341,6 +341,8 @@ def test_nearest_neighbours_rejects_bad_input():
         dcgan.nearest_neighbours(torch.rand(2, 1, 4, 4), torch.zeros(5, 1, 4, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match="empty"):
         dcgan.nearest_neighbours(torch.rand(2, 1, 4, 4), torch.rand(0, 1, 4, 4))
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        dcgan.nearest_neighbours(torch.rand(2, 1, 4, 4), torch.rand(5, 1, 4, 4), chunk=0)
 
 
 @pytest.mark.slow

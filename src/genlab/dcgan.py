@@ -38,10 +38,10 @@ from .arguments import float_tensor
 from .device import model_device
 from .training import evaluating, fit
 
-__all__ = ["Generator", "Discriminator", "ColourGenerator", "ColourDiscriminator",
-           "dcgan_weights_init", "discriminator_loss",
+__all__ = ["Generator", "Discriminator", "dcgan_weights_init", "discriminator_loss",
            "generator_loss", "gan_train_step", "to_gan_range", "from_gan_range", "make_dcgan",
-           "adam_gan", "GANHistory", "train_gan", "generate", "slerp", "nearest_neighbours"]
+           "adam_gan", "GANHistory", "train_gan", "generate", "slerp", "ColourGenerator",
+           "ColourDiscriminator", "nearest_neighbours"]
 
 
 def _as_positive_int(value, name: str) -> int:
@@ -356,6 +356,7 @@ def nearest_neighbours(samples: torch.Tensor, train: torch.Tensor,
     """
     float_tensor(samples, "samples")
     float_tensor(train, "train")
+    chunk = _as_positive_int(chunk, "chunk")
     if samples.dim() != 4 or train.dim() != 4 or samples.shape[1:] != train.shape[1:]:
         raise ValueError(f"samples and train must be image batches of the same (C, H, W), got "
                          f"{tuple(samples.shape)} and {tuple(train.shape)}")
