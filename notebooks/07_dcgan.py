@@ -67,9 +67,9 @@ if "google.colab" in sys.modules:
 # | 5 | `dcgan_weights_init` | 3 |
 # | 6 | `gan_train_step` | 5 |
 #
-# **Time.** With the default budget the whole notebook runs in a minute or two on a 2-core
+# **Time.** With the default budget the whole notebook runs in about three minutes on a 2-core
 # laptop CPU (most of it in Part 4); on a GPU it switches to a larger budget (Part 4 says how) and
-# also runs the colour extension at the end, and with `GENLAB_FAST=1` (what the autograder uses)
+# also runs the colour extension near the end, and with `GENLAB_FAST=1` (what the autograder uses)
 # it takes seconds.
 # %% [markdown]
 # ## Set-up
@@ -974,8 +974,8 @@ with using_references(discriminator_loss=_d_loss, generator_loss=_g_loss):
 #
 # **Budget.** On a CPU we train narrow networks (`ngf = ndf = 32`, half the paper's 64) on about
 # 120,000 real images (30 passes over the 4,000 fallback digits, or two over the full training
-# set): about two minutes on 2 cores. With `GENLAB_FAST=1` a few batches, enough to run the
-# notebook but not to learn anything. **With a GPU** the cell switches to the paper's widths (64),
+# set): about two and a half minutes on 2 cores. With `GENLAB_FAST=1` a few batches, enough to
+# run the notebook but not to learn anything. **With a GPU** the cell switches to the paper's widths (64),
 # the whole training set, 20 epochs and the paper's learning rate (set `GENLAB_NO_GPU_BUDGET=1`
 # before starting Jupyter to use the CPU numbers anyway).
 #
