@@ -1213,7 +1213,7 @@ show(fig)
 # (one ink and one paper colour per image) and says so: not photos, but colour to learn.
 # %% demo
 from genlab.data import load_images
-from genlab.dcgan import ColourDiscriminator, ColourGenerator
+from genlab.dcgan import ColourDiscriminator, ColourGenerator, colour_spread
 
 RUN_COLOUR = budget(default=False, fast=True, gpu=True)   # True: run it on a CPU too (slow)
 if RUN_COLOUR:
@@ -1254,10 +1254,6 @@ if RUN_COLOUR:
     show_rows({"generated": colour_samples[:8],
                "nearest training image": to_gan_range(x_colour[colour_nearest])},
               value_range=(-1, 1), title="Colour samples and their nearest training images")
-
-    def colour_spread(images):
-        """Standard deviation over images of each image's mean R, G and B (in [-1, 1] units)."""
-        return images.mean(dim=(2, 3)).std(dim=0)
 
     n_spread = min(1000, len(x_colour))
     spread_z = torch.randn(n_spread, COLOUR_NZ, generator=torch.Generator().manual_seed(2))

@@ -1,6 +1,7 @@
 """genlab.dcgan, the reference implementations of lab 07, against independent oracles."""
 import copy
 import math
+import statistics
 
 import pytest
 import torch
@@ -345,6 +346,22 @@ def test_nearest_neighbours_rejects_bad_input():
         dcgan.nearest_neighbours(torch.rand(2, 1, 4, 4), torch.rand(5, 1, 4, 4), chunk=0)
 
 
+def test_colour_spread_against_a_loop():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(6, 3, 5, 4, generator=g)
+    means = torch.tensor([[images[i, c].sum().item() / 20 for c in range(3)] for i in range(6)])
+    expected = torch.tensor([statistics.stdev(means[:, c].tolist()) for c in range(3)])
+    torch.testing.assert_close(dcgan.colour_spread(images), expected, atol=1e-6, rtol=1e-5)
+    tinted = torch.rand(1, 3, 5, 4, generator=g).repeat(6, 1, 1, 1)   # one picture, six times
+    torch.testing.assert_close(dcgan.colour_spread(tinted), torch.zeros(3), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        dcgan.colour_spread(images[:1])
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        dcgan.colour_spread(images[0])
+    with pytest.raises(TypeError, match="floating-point"):
+        dcgan.colour_spread(images.to(torch.uint8))
+
+
 @pytest.mark.slow
 def test_colour_dcgan_learns_the_colours_of_its_data():
     """Two epochs on the coloured fallback digits: the mean image moves towards the data's, and
@@ -361,8 +378,7 @@ def test_colour_dcgan_learns_the_colours_of_its_data():
     def gap(fake):
         return (fake.mean(0) - real.mean(0)).abs().mean().item()
 
-    def spread(images):  # the notebook's colour spread: std over images of the mean colour
-        return images.mean(dim=(2, 3)).std(dim=0)
+    spread = dcgan.colour_spread
     before = dcgan.generate(G, z)
     dcgan.train_gan(G, D, x, 2, batch_size=64, lr=5e-4, progress=False, device="cpu")
     after = dcgan.generate(G, z)

@@ -15,7 +15,8 @@ Graded (the exercises listed for this lab in :mod:`genlab.labs`):
 
 The colour extension (CIFAR-10, GPU budget): :class:`ColourGenerator` and
 :class:`ColourDiscriminator`, the same rules at 32x32 with 3 channels, and
-:func:`nearest_neighbours` (are the samples copies of training images?).
+:func:`nearest_neighbours` (are the samples copies of training images?) and
+:func:`colour_spread` (do the samples keep the data's variety of colours?).
 
 Helpers: :func:`to_gan_range` / :func:`from_gan_range`, :func:`make_dcgan`, :func:`train_gan`
 (genlab's :func:`~genlab.training.fit` with a two-optimizer step), :func:`generate`,
@@ -41,7 +42,7 @@ from .training import evaluating, fit
 __all__ = ["Generator", "Discriminator", "dcgan_weights_init", "discriminator_loss",
            "generator_loss", "gan_train_step", "to_gan_range", "from_gan_range", "make_dcgan",
            "adam_gan", "GANHistory", "train_gan", "generate", "slerp", "ColourGenerator",
-           "ColourDiscriminator", "nearest_neighbours"]
+           "ColourDiscriminator", "nearest_neighbours", "colour_spread"]
 
 
 def _as_positive_int(value, name: str) -> int:
@@ -375,3 +376,17 @@ def nearest_neighbours(samples: torch.Tensor, train: torch.Tensor,
     # measure the distance to each winner again, directly.
     nearest = train[index.to(train.device)].to(flat.device, flat.dtype).flatten(1)
     return (flat - nearest).norm(dim=1), index
+
+
+def colour_spread(images: torch.Tensor) -> torch.Tensor:
+    """The spread of colour over a batch: the standard deviation, over images, of each image's
+    mean value per channel. ``images (N, C, H, W)`` -> ``(C,)``, in the images' own units.
+
+    A generator that paints every sample in the same tint has a spread near 0 however varied
+    its data; compare with the spread of as many real images.
+    """
+    float_tensor(images, "images")
+    if images.dim() != 4 or len(images) < 2:
+        raise ValueError(f"images must be a batch (N, C, H, W) of at least 2 images, got "
+                         f"{tuple(images.shape)}")
+    return images.mean(dim=(2, 3)).std(dim=0)

@@ -10,8 +10,6 @@ it on 5,000 points, each the mean absolute difference of 64 pairs of codes that 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
